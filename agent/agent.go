@@ -1,0 +1,237 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
+)
+
+// Version is the agent's version, reported by the version route.
+const Version = "0.1.0"
+
+// Caller is who sent a request, as the transport proved it.
+type Caller struct {
+	UID  int
+	User *userpodman.User // nil if the uid has no account
+}
+
+func (c Caller) name() string {
+	if c.User != nil {
+		return c.User.Name
+	}
+	return strconv.Itoa(c.UID)
+}
+
+// Agent freezes containers on this node.
+type Agent struct {
+	cfg    Config
+	store  *taskstore.Store
+	podman *userpodman.Connector
+	log    *slog.Logger
+	// helper is this binary, re-run as the owner for exports.
+	helper string
+	// Activity counts requests and tasks in flight, for the idle exit.
+	Activity *Activity
+
+	ctx    context.Context // ends running tasks when the agent stops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu   sync.Mutex
+	live map[string]*taskstore.Record // running tasks by id, with progress
+	busy map[string]string            // container id → running task id
+}
+
+// New opens the task store, fails what an earlier agent left running and
+// returns an agent ready to serve. helper is the path of the
+// baicommit-agent binary (normally os.Executable()).
+func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
+	store, err := taskstore.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{
+		cfg:   cfg,
+		store: store,
+		podman: &userpodman.Connector{
+			RunDir:      cfg.RunDir,
+			ServiceIdle: cfg.TransientServiceIdle.Duration,
+			Podman:      cfg.Podman,
+			Log:         log,
+		},
+		log:      log,
+		helper:   helper,
+		Activity: NewActivity(),
+		ctx:      ctx,
+		cancel:   cancel,
+		live:     map[string]*taskstore.Record{},
+		busy:     map[string]string{},
+	}
+	if err := a.recover(); err != nil {
+		store.Close()
+		cancel()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close stops running tasks (they fail with "agent stopped" and leave
+// nothing behind) and closes the store.
+func (a *Agent) Close() error {
+	a.cancel()
+	a.wg.Wait()
+	return a.store.Close()
+}
+
+// recover marks tasks that were running when the previous agent died as
+// failed and removes their temporary files, as their owners.
+func (a *Agent) recover() error {
+	stale, err := a.store.List(func(r *taskstore.Record) bool { return !r.Done() })
+	if err != nil {
+		return fmt.Errorf("read task store: %w", err)
+	}
+	for _, r := range stale {
+		if r.Temp != "" {
+			if u, err := userpodman.Lookup(strconv.Itoa(r.OwnerUID)); err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := a.removeTemp(ctx, u, r); err != nil {
+					a.log.Warn("could not remove a temporary archive", "task", r.ID, "dir", r.Dir, "err", err)
+				}
+				cancel()
+			}
+		}
+		r.State, r.Phase = api.StateFailed, ""
+		r.Error = "the agent restarted while this freeze was running; no archive was written. Run the freeze again."
+		r.Finished = time.Now().UTC()
+		if err := a.store.Put(r); err != nil {
+			return err
+		}
+		a.log.Warn("failed a task interrupted by an agent restart", "task", r.ID, "container", r.Container, "owner", r.Owner)
+	}
+	return nil
+}
+
+var (
+	containerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,253}$`)
+	jobRE       = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,9})?$`)
+)
+
+func newTaskID(node string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:]) + "." + node
+}
+
+// taskToken is the random part of a task id, used in file names.
+func taskToken(id string) string {
+	for i := range len(id) {
+		if id[i] == '.' {
+			return id[:i]
+		}
+	}
+	return id
+}
+
+// Task returns one task the caller may see.
+func (a *Agent) Task(c Caller, id string) (*api.Task, error) {
+	r, err := a.record(id)
+	if errors.Is(err, taskstore.ErrNotFound) {
+		return nil, userErr(KindNotFound, "no task %q on node %s (see baicommit list)", id, a.cfg.NodeName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !a.maySee(c, &r.Task) {
+		return nil, userErr(KindForbidden, "task %s belongs to %s; you can only see your own freezes", id, r.Owner)
+	}
+	return &r.Task, nil
+}
+
+// record returns the live copy of a running task or the stored one.
+func (a *Agent) record(id string) (*taskstore.Record, error) {
+	a.mu.Lock()
+	if r, ok := a.live[id]; ok {
+		cp := *r
+		a.mu.Unlock()
+		return &cp, nil
+	}
+	a.mu.Unlock()
+	return a.store.Get(id)
+}
+
+// Tasks lists the tasks the caller may see, newest first.
+func (a *Agent) Tasks(c Caller) ([]api.Task, error) {
+	recs, err := a.store.List(func(r *taskstore.Record) bool { return a.maySee(c, &r.Task) })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Task, 0, len(recs))
+	for _, r := range recs {
+		if live, err := a.record(r.ID); err == nil {
+			r = live
+		}
+		out = append(out, r.Task)
+	}
+	return out, nil
+}
+
+func (a *Agent) maySee(c Caller, t *api.Task) bool {
+	return c.UID == 0 || c.UID == t.OwnerUID || c.UID == t.Requester || a.isAdmin(c)
+}
+
+func (a *Agent) isAdmin(c Caller) bool {
+	return c.User != nil && a.cfg.IsAdmin(c.User.Name, c.User.GroupNames)
+}
+
+// Running is the number of tasks in progress.
+func (a *Agent) Running() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.live)
+}
+
+// owner resolves whose Podman a request addresses and checks the caller
+// may act on it.
+func (a *Agent) owner(c Caller, name string) (*userpodman.User, error) {
+	if name == "" {
+		if c.User == nil {
+			return nil, userErr(KindInvalid, "uid %d has no account on node %s", c.UID, a.cfg.NodeName)
+		}
+		if c.UID == 0 {
+			return nil, userErr(KindInvalid, "root has no rootless sessions: name the owner (--user USER)")
+		}
+		return c.User, nil
+	}
+	u, err := userpodman.Lookup(name)
+	if err != nil {
+		return nil, userErr(KindNotFound, "no user %q on node %s", name, a.cfg.NodeName)
+	}
+	if u.UID == 0 {
+		return nil, userErr(KindInvalid, "baicommit freezes rootless sessions; root's containers are not supported")
+	}
+	if u.UID != c.UID && c.UID != 0 && !a.isAdmin(c) {
+		return nil, userErr(KindForbidden, "the sessions of %s are not yours: only %s, root or a baicommit admin may freeze or list them", u.Name, u.Name)
+	}
+	return u, nil
+}
+
+func (a *Agent) connect(ctx context.Context, u *userpodman.User) (context.Context, error) {
+	conn, err := a.podman.Connect(ctx, u)
+	if err != nil {
+		return nil, &Error{Kind: KindUnavailable, Err: err,
+			Msg: fmt.Sprintf("cannot reach the Podman of %s on node %s: %v", u.Name, a.cfg.NodeName, err)}
+	}
+	return conn, nil
+}

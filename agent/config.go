@@ -1,0 +1,97 @@
+// Package agent is the node daemon: it authorizes freeze requests, records
+// them as tasks, drives the owner's Podman through the commit and runs the
+// export helper as the owner. Its HTTP API is served by Server.
+package agent
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/baicommit/baicommit/policy"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the agent's TOML configuration (see agent.toml.example).
+type Config struct {
+	policy.Policy
+	// NodeName names this node in task ids, file names and provenance.
+	NodeName string `toml:"node_name"`
+	// StateDir holds the task database.
+	StateDir string `toml:"state_dir"`
+	// RunDir holds per-user private Podman sockets.
+	RunDir string `toml:"run_dir"`
+	// IdleExit is how long a socket-activated agent waits with no request
+	// and no running task before it exits; 0 never exits.
+	IdleExit Duration `toml:"idle_exit"`
+	// TransientServiceIdle is how long a Podman service the agent started
+	// for a user lingers without requests.
+	TransientServiceIdle Duration `toml:"transient_service_idle"`
+	// Podman is the podman binary used to start transient services.
+	Podman string `toml:"podman"`
+}
+
+// Duration is a time.Duration written as "60s" in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// DefaultConfig returns the configuration used for keys a file leaves out.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	return Config{
+		Policy:               policy.Default(),
+		NodeName:             host,
+		StateDir:             "/var/lib/baicommit",
+		RunDir:               "/run/baicommit/users",
+		IdleExit:             Duration{60 * time.Second},
+		TransientServiceIdle: Duration{300 * time.Second},
+		Podman:               "/usr/bin/podman",
+	}
+}
+
+// LoadConfig reads path over the defaults and validates the result.
+// Unknown keys are errors: a misspelt key must not silently fall back to
+// a default that writes somewhere unexpected.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		dec := toml.NewDecoder(f).DisallowUnknownFields()
+		if err := dec.Decode(&cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if !policy.Safe(c.NodeName) {
+		return fmt.Errorf("node_name %q: use letters, digits, '.', '_' or '-'", c.NodeName)
+	}
+	if c.StateDir == "" || c.RunDir == "" {
+		return fmt.Errorf("state_dir and run_dir must be set")
+	}
+	if c.TransientServiceIdle.Duration < time.Second {
+		return fmt.Errorf("transient_service_idle must be at least 1s")
+	}
+	return c.Policy.Validate()
+}

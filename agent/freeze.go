@@ -1,0 +1,341 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/policy"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/containers/podman/v5/pkg/bindings/system"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+	"go.podman.io/image/v5/docker/reference"
+)
+
+// Provenance labels put on every frozen image.
+const (
+	LabelSourceContainer = "io.baicommit.source.container"
+	LabelSourceID        = "io.baicommit.source.id"
+	LabelBaseImage       = "io.baicommit.base-image"
+	LabelNode            = "io.baicommit.node"
+	LabelUser            = "io.baicommit.user"
+	LabelJob             = "io.baicommit.job"
+	LabelCreated         = "io.baicommit.created"
+	LabelTask            = "io.baicommit.task"
+)
+
+// Freeze validates and authorizes req, records a task and starts it. It
+// returns the queued task; the work goes on in the background.
+func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*api.Task, error) {
+	if !containerRE.MatchString(req.Container) {
+		return nil, userErr(KindInvalid, "%q is not a container name or id: use the NAME or CONTAINER ID that `baicommit sessions` shows", req.Container)
+	}
+	if req.Job != "" && !jobRE.MatchString(req.Job) {
+		return nil, userErr(KindInvalid, "%q is not a Slurm job id (digits, or JOB_TASK for array jobs)", req.Job)
+	}
+	u, err := a.owner(c, req.User)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := a.connect(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := containers.Inspect(conn, req.Container, nil)
+	if err != nil {
+		if podmanStatus(err) == 404 {
+			return nil, userErr(KindNotFound, "no container %q in the Podman of %s on node %s (run `baicommit sessions` to list yours)", req.Container, u.Name, a.cfg.NodeName)
+		}
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: fmt.Sprintf("inspect container %q: %v", req.Container, err)}
+	}
+	name := strings.TrimPrefix(ctr.Name, "/")
+	if !policy.Safe(name) {
+		name = ctr.ID[:12]
+	}
+	now := time.Now().UTC()
+	image, err := imageName(req.Image, name, now)
+	if err != nil {
+		return nil, err
+	}
+	id := newTaskID(a.cfg.NodeName)
+	vars := policy.Vars{User: u.Name, UID: fmt.Sprint(u.UID), Node: a.cfg.NodeName, Job: req.Job,
+		Container: name, Task: taskToken(id), Time: now}
+	dir, root, err := a.cfg.Destination(vars)
+	if err != nil {
+		return nil, &Error{Kind: KindInvalid, Err: err, Msg: "cannot place the archive: " + err.Error()}
+	}
+	file, err := a.cfg.ArchiveName(vars)
+	if err != nil {
+		return nil, &Error{Kind: KindInvalid, Err: err, Msg: "cannot name the archive: " + err.Error()}
+	}
+	rec := &taskstore.Record{
+		Task: api.Task{
+			ID: id, State: api.StateQueued, Container: req.Container, ContainerID: ctr.ID,
+			Owner: u.Name, OwnerUID: u.UID, Requester: c.UID, Node: a.cfg.NodeName, Job: req.Job,
+			Image: image, BaseImage: ctr.ImageName, Created: now,
+		},
+		Dir: dir, Root: root,
+		// Unique to node and task: saves from several nodes or several
+		// freezes never meet under one temporary name.
+		Temp: "." + file + "." + a.cfg.NodeName + "." + taskToken(id) + ".partial",
+	}
+	rec.Archive = &api.Archive{Path: dir + "/" + file, Sidecar: dir + "/" + strings.TrimSuffix(file, ".tar.gz") + ".json"}
+
+	a.mu.Lock()
+	if running, ok := a.busy[ctr.ID]; ok {
+		a.mu.Unlock()
+		return nil, &Error{Kind: KindConflict, Task: running,
+			Msg: fmt.Sprintf("a freeze of %s is already running (task %s); wait for it with `baicommit status %s`", req.Container, running, running)}
+	}
+	// Persisted before anything else happens, so a crash leaves a record.
+	if err := a.store.Put(rec); err != nil {
+		a.mu.Unlock()
+		return nil, fmt.Errorf("record task: %w", err)
+	}
+	a.busy[ctr.ID] = id
+	a.live[id] = rec
+	cp := rec.Task
+	a.mu.Unlock()
+
+	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.name(), "archive", rec.Archive.Path)
+	a.Activity.Begin()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer a.Activity.End()
+		a.run(rec, u, ctr.State.Status)
+	}()
+	return &cp, nil
+}
+
+// imageName returns the name:tag the archive records, the caller's or
+// localhost/baicommit/<container>:<time>.
+func imageName(want, container string, now time.Time) (string, error) {
+	if want == "" {
+		repo := strings.ToLower(container)
+		repo = strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+				return r
+			}
+			return '-'
+		}, repo)
+		repo = strings.Trim(repo, "-_")
+		if repo == "" {
+			repo = "session"
+		}
+		want = "localhost/baicommit/" + repo + ":" + now.Format("20060102-150405")
+	}
+	named, err := reference.ParseNormalizedNamed(want)
+	if err != nil {
+		return "", userErr(KindInvalid, "%q is not a valid image name: use NAME:TAG with lower-case letters, digits, '.', '_', '-' and '/' (%v)", want, err)
+	}
+	if _, ok := named.(reference.Digested); ok {
+		return "", userErr(KindInvalid, "image name %q has a digest; give a NAME:TAG", want)
+	}
+	return reference.TagNameOnly(named).String(), nil
+}
+
+func podmanStatus(err error) int {
+	var em *errorhandling.ErrorModel
+	if errors.As(err, &em) {
+		return em.ResponseCode
+	}
+	return 0
+}
+
+// update applies f to the live record and persists it.
+func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
+	a.mu.Lock()
+	f(r)
+	cp := *r
+	a.mu.Unlock()
+	if err := a.store.Put(&cp); err != nil {
+		a.log.Error("persist task", "task", r.ID, "err", err)
+	}
+}
+
+// run carries a task to its end.
+func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string) {
+	start := time.Now()
+	a.update(r, func(r *taskstore.Record) {
+		r.State, r.Phase, r.Started = api.StateRunning, api.PhaseConnecting, start.UTC()
+	})
+	err := a.freeze(a.ctx, r, u, state)
+	a.update(r, func(r *taskstore.Record) {
+		r.Phase = ""
+		r.Finished = time.Now().UTC()
+		r.Durations.Total = time.Since(start).Seconds()
+		r.Temp = ""
+		if err != nil {
+			r.State = api.StateFailed
+			r.Error = a.explain(err, r)
+			r.Archive = nil
+			return
+		}
+		r.State = api.StateSucceeded
+	})
+	a.mu.Lock()
+	delete(a.live, r.ID)
+	delete(a.busy, r.ContainerID)
+	a.mu.Unlock()
+	if err != nil {
+		a.log.Warn("freeze failed", "task", r.ID, "container", r.Container, "owner", r.Owner, "err", err)
+		return
+	}
+	a.log.Info("freeze succeeded", "task", r.ID, "container", r.Container, "owner", r.Owner,
+		"archive", r.Archive.Path, "size", r.Archive.Size, "seconds", r.Durations.Total)
+}
+
+// explain turns a failure into words the user can act on.
+func (a *Agent) explain(err error, r *taskstore.Record) string {
+	var he *helperError
+	switch {
+	case errors.As(err, &he) && he.noSpace:
+		return fmt.Sprintf("the save location %s is full (no space left on device or quota exceeded); nothing was written. Free space there or ask your site admin, then freeze again.", r.Dir)
+	case errors.Is(err, context.Canceled) && a.ctx.Err() != nil:
+		return "the agent was stopped while this freeze was running; no archive was written. Run the freeze again."
+	}
+	return err.Error()
+}
+
+func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.User, state string) error {
+	conn, err := a.connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	info, err := system.Info(conn, nil)
+	if err != nil {
+		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
+	}
+
+	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseCommitting })
+	t0 := time.Now()
+	imageID, warn, err := a.commit(conn, r, state)
+	if err != nil {
+		return err
+	}
+	defer a.dropImage(conn, r, imageID)
+	a.update(r, func(r *taskstore.Record) {
+		r.ImageID = imageID
+		r.Durations.Commit = time.Since(t0).Seconds()
+		if warn != "" {
+			r.Warnings = append(r.Warnings, warn)
+		}
+	})
+	if img, err := images.GetImage(conn, imageID, nil); err == nil {
+		// The docker-archive stream is about the image's size plus tar
+		// headers: a good enough total for a progress bar.
+		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = img.Size })
+	}
+
+	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
+	t1 := time.Now()
+	mode, _ := a.cfg.Mode()
+	file := r.Archive.Path[len(r.Dir)+1:]
+	sidecar := r.Archive.Sidecar[len(r.Dir)+1:]
+	spec := export.Spec{
+		Op: export.OpExport, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
+		ImageID: imageID, RepoTag: r.Image,
+		Store: export.Store{GraphRoot: info.Store.GraphRoot, RunRoot: info.Store.RunRoot, Driver: info.Store.GraphDriverName},
+		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
+		Sidecar: api.Sidecar{
+			Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
+			BaseImage: r.BaseImage, Node: r.Node, User: r.Owner, UID: r.OwnerUID, Job: r.Job, Task: r.ID,
+			ContainerState: state, Created: r.Created,
+		},
+	}
+	var done export.Event
+	err = a.runHelper(ctx, u, spec, func(ev export.Event) {
+		switch ev.Event {
+		case export.EventProgress:
+			a.mu.Lock()
+			r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
+			a.mu.Unlock()
+		case export.EventWarning:
+			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
+		case export.EventDone:
+			done = ev
+		}
+	})
+	if err != nil {
+		return err
+	}
+	a.update(r, func(r *taskstore.Record) {
+		r.Phase = api.PhaseFinishing
+		r.Durations.Export = time.Since(t1).Seconds()
+		r.Progress.BytesRead, r.Progress.BytesWritten = done.Read, done.Written
+		r.Archive.SHA256, r.Archive.Size, r.Archive.Uncompressed = done.SHA256, done.Size, done.Read
+	})
+	return nil
+}
+
+// commit commits the container with provenance labels, pausing it when it
+// runs and the runtime can pause it.
+func (a *Agent) commit(conn context.Context, r *taskstore.Record, state string) (id, warning string, err error) {
+	labels := [][2]string{
+		{LabelSourceContainer, r.Container}, {LabelSourceID, r.ContainerID}, {LabelBaseImage, r.BaseImage},
+		{LabelNode, r.Node}, {LabelUser, r.Owner}, {LabelJob, r.Job},
+		{LabelCreated, r.Created.Format(time.RFC3339)}, {LabelTask, r.ID},
+	}
+	var changes []string
+	for _, l := range labels {
+		if l[1] == "" {
+			continue
+		}
+		if strings.ContainsAny(l[1], "\"\\\n\r\t ") {
+			return "", "", fmt.Errorf("label %s=%q cannot be recorded", l[0], l[1])
+		}
+		changes = append(changes, fmt.Sprintf("LABEL %s=\"%s\"", l[0], l[1]))
+	}
+	opts := new(containers.CommitOptions).WithChanges(changes).WithFormat("docker").
+		WithComment("frozen by baicommit task " + r.ID)
+	pause := state == "running"
+	res, err := containers.Commit(conn, r.ContainerID, opts.WithPause(pause))
+	if err != nil && pause && cannotPause(err) {
+		// Rootless containers on cgroup v1 have no freezer: commit the
+		// running container as it is, and say so.
+		warning = "the container could not be paused (rootless on cgroup v1), so it was committed while running; files being written at that moment may be inconsistent"
+		res, err = containers.Commit(conn, r.ContainerID, opts.WithPause(false))
+	}
+	if err != nil {
+		if podmanStatus(err) == 404 {
+			return "", "", userErr(KindNotFound, "container %s disappeared before it could be committed", r.Container)
+		}
+		return "", "", fmt.Errorf("podman commit of %s failed: %w", r.Container, err)
+	}
+	return res.ID, warning, nil
+}
+
+func cannotPause(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "pause") && (strings.Contains(msg, "cgroup") || strings.Contains(msg, "rootless"))
+}
+
+// dropImage removes the intermediate image, or tags it with the frozen
+// name when the policy keeps images.
+func (a *Agent) dropImage(conn context.Context, r *taskstore.Record, id string) {
+	// The task's own context may be cancelled; clean-up still runs.
+	ctx := context.WithoutCancel(conn)
+	if a.cfg.KeepImage {
+		named, err := reference.ParseNormalizedNamed(r.Image)
+		if err == nil {
+			if tagged, ok := named.(reference.NamedTagged); ok {
+				err = images.Tag(ctx, id, tagged.Tag(), tagged.Name(), nil)
+			}
+		}
+		if err != nil {
+			a.log.Warn("could not tag the kept image", "task", r.ID, "image", id, "err", err)
+		}
+		return
+	}
+	if _, errs := images.Remove(ctx, []string{id}, nil); len(errs) > 0 {
+		a.log.Warn("could not remove the intermediate image", "task", r.ID, "image", id, "err", errors.Join(errs...))
+	}
+}

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/agent/userpodman"
+)
+
+// helperError is a failure the helper reported.
+type helperError struct {
+	msg     string
+	noSpace bool
+}
+
+func (e *helperError) Error() string { return e.msg }
+
+// runHelper runs this binary as u to carry out spec, passing each event
+// to onEvent. Only the helper, never the root agent, touches the owner's
+// files.
+func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.Spec, onEvent func(export.Event)) error {
+	in, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, a.helper, export.Command, spec.Op)
+	// A cancelled task asks the helper to stop, so it can remove its
+	// temporary file; a helper that does not stop is killed.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Dir = "/"
+	cmd.Env = u.Env()
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
+		// A helper never outlives the agent (the agent's restart
+		// recovery then removes what it left).
+		Pdeathsig: syscall.SIGKILL,
+	}
+	var stderr tailBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start export helper as %s: %w", u.Name, err)
+	}
+	var failed *helperError
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev export.Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		if ev.Event == export.EventError {
+			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace}
+			continue
+		}
+		onEvent(ev)
+	}
+	werr := cmd.Wait()
+	if failed != nil {
+		return failed
+	}
+	if werr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Error("export helper failed", "user", u.Name, "err", werr, "stderr", stderr.String())
+		return fmt.Errorf("export helper failed (%v): %s", werr, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// removeTemp removes a task's temporary archive, as its owner.
+func (a *Agent) removeTemp(ctx context.Context, u *userpodman.User, r *taskstore.Record) error {
+	spec := export.Spec{Op: export.OpRemove, Root: r.Root, Dir: r.Dir, Temp: r.Temp}
+	return a.runHelper(ctx, u, spec, func(export.Event) {})
+}
+
+// tailBuffer keeps the last few KiB written to it.
+type tailBuffer struct{ b []byte }
+
+const tailMax = 4 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > tailMax {
+		t.b = t.b[len(t.b)-tailMax:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
+

@@ -1,0 +1,134 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
+)
+
+type callerKey struct{}
+
+// NewServer returns the HTTP server of the agent API. Callers are
+// identified by the peer credentials of their unix socket connection;
+// connections from anything else get 401.
+func NewServer(a *Agent) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+api.RouteFreezes, a.handleFreeze)
+	mux.HandleFunc("GET "+api.RouteTasks, a.handleTasks)
+	mux.HandleFunc("GET "+api.RouteTask+"{id}", a.handleTask)
+	mux.HandleFunc("GET "+api.RouteSessions, a.handleSessions)
+	mux.HandleFunc("GET "+api.RouteVersion, a.handleVersion)
+	return &http.Server{
+		Handler:           a.track(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       connContext,
+	}
+}
+
+// connContext records who is at the other end of a unix connection.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	cred, err := userpodman.PeerCred(uc)
+	if err != nil {
+		return ctx
+	}
+	caller := Caller{UID: int(cred.Uid)}
+	if u, err := userpodman.Lookup(strconv.Itoa(caller.UID)); err == nil {
+		caller.User = u
+	}
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+// track counts requests as activity and refuses callers without identity.
+func (a *Agent) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.Activity.Begin()
+		defer a.Activity.End()
+		if _, ok := r.Context().Value(callerKey{}).(Caller); !ok {
+			writeError(w, userErr(KindUnauthorized, "the agent only answers local callers on its unix socket"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func caller(r *http.Request) Caller { return r.Context().Value(callerKey{}).(Caller) }
+
+func (a *Agent) handleFreeze(w http.ResponseWriter, r *http.Request) {
+	var req api.FreezeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, userErr(KindInvalid, "bad request body: %v", err))
+		return
+	}
+	t, err := a.Freeze(r.Context(), caller(r), req)
+	if err != nil {
+		a.log.Info("freeze refused", "caller", caller(r).UID, "container", req.Container, "status", Status(err), "err", err)
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, t)
+}
+
+func (a *Agent) handleTask(w http.ResponseWriter, r *http.Request) {
+	t, err := a.Task(caller(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (a *Agent) handleTasks(w http.ResponseWriter, r *http.Request) {
+	ts, err := a.Tasks(caller(r))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ts)
+}
+
+func (a *Agent) handleSessions(w http.ResponseWriter, r *http.Request) {
+	ss, err := a.Sessions(r.Context(), caller(r), r.URL.Query().Get("user"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ss)
+}
+
+func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
+	c := caller(r)
+	writeJSON(w, http.StatusOK, api.VersionInfo{Version: Version, API: api.Version, Node: a.cfg.NodeName,
+		Running: a.Running(), CallerUID: c.UID, CallerName: c.name()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	body := api.Error{Message: err.Error()}
+	var e *Error
+	if errors.As(err, &e) {
+		body.Task = e.Task
+	} else {
+		// Not written for users: do not leak internals beyond the message.
+		body.Message = "internal error: " + err.Error()
+	}
+	writeJSON(w, Status(err), body)
+}

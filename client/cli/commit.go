@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
+)
+
+func (e *env) commitCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "commit",
+		Usage:     "freeze a container into a docker-archive .tar.gz",
+		ArgsUsage: "CONTAINER",
+		Description: "Starts a freeze of CONTAINER (a name or id from 'baicommit sessions') and\n" +
+			"prints the task id. With --wait, follows the freeze to the end and prints\n" +
+			"the archive's path, size and sha256; the exit code is 1 if it failed.",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the freeze until it ends"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the task (the final one with --wait) as JSON"},
+			&ucli.StringFlag{Name: "tag", Aliases: []string{"t"}, Usage: "name the frozen image `NAME:TAG` (default localhost/baicommit/CONTAINER:TIMESTAMP)"},
+			&ucli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "freeze a container of `USER` (name or uid; needs the right to)"},
+			&ucli.StringFlag{Name: "job", Usage: "record the Slurm `JOBID` the container belongs to"},
+		},
+		OnUsageError: onUsageError,
+		Action:       e.commit,
+	}
+}
+
+func (e *env) commit(c *ucli.Context) error {
+	name, err := oneArg(c, "CONTAINER")
+	if err != nil {
+		return err
+	}
+	cl, err := newClient(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context
+	t, err := cl.Freeze(ctx, api.FreezeRequest{
+		Container: name,
+		User:      c.String("user"),
+		Image:     c.String("tag"),
+		Job:       c.String("job"),
+	})
+	if err != nil {
+		return err
+	}
+	asJSON := c.Bool("json")
+	if !c.Bool("wait") {
+		if asJSON {
+			return writeJSON(e.stdout, t)
+		}
+		// Only the id on stdout, so `id=$(baicommit commit box)` works.
+		fmt.Fprintln(e.stdout, t.ID)
+		fmt.Fprintf(e.stderr, "Freezing %s in the background; follow it with: baicommit status %s\n", t.Container, t.ID)
+		return nil
+	}
+
+	final, err := e.follow(ctx, cl, t, asJSON)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			// Interrupting the CLI does not stop the agent.
+			fmt.Fprintf(e.stderr, "baicommit: stopped waiting; the freeze goes on: baicommit status %s\n", t.ID)
+			return exitStatus(exitInterrupted)
+		}
+		return fmt.Errorf("following task %s: %w", t.ID, err)
+	}
+	if asJSON {
+		if err := writeJSON(e.stdout, final); err != nil {
+			return err
+		}
+	} else if final.State == api.StateSucceeded {
+		printResult(e.stdout, final)
+	}
+	if final.State == api.StateFailed {
+		printFailure(e.stderr, final, !asJSON)
+		return exitStatus(exitError)
+	}
+	return nil
+}
+
+// follow waits for the task to end, showing progress on stderr: a redrawn
+// bar on a terminal, a line per phase elsewhere. With --json the plain lines
+// are left out, so a script capturing both streams gets only the JSON.
+func (e *env) follow(ctx context.Context, cl *client.Client, t *api.Task, asJSON bool) (*api.Task, error) {
+	var show func(*api.Task)
+	switch {
+	case e.tty:
+		b := &progressBar{w: e.stderr, width: e.width, now: e.now}
+		defer b.clear()
+		show = b.update
+	case !asJSON:
+		show = (&phaseLog{w: e.stderr, now: e.now}).update
+	}
+	if show != nil {
+		show(t)
+	}
+	return cl.Wait(ctx, t.ID, e.poll, show)
+}
+
+// printResult describes a successful freeze.
+func printResult(w io.Writer, t *api.Task) {
+	path := "(no archive reported)"
+	if t.Archive != nil {
+		path = t.Archive.Path
+	}
+	fmt.Fprintf(w, "Froze %s into %s\n", t.Container, path)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  image:\t%s\n", t.Image)
+	if a := t.Archive; a != nil {
+		if a.Size > 0 {
+			fmt.Fprintf(tw, "  size:\t%s\n", sizeText(a))
+		}
+		if a.SHA256 != "" {
+			fmt.Fprintf(tw, "  sha256:\t%s\n", a.SHA256)
+		}
+	}
+	if t.Durations.Total > 0 {
+		fmt.Fprintf(tw, "  took:\t%s\n", seconds(t.Durations.Total))
+	}
+	tw.Flush()
+	for _, warn := range t.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+}
+
+// printFailure explains a failed freeze on stderr. Warnings often say why,
+// so they come first; with --json they are in the JSON already.
+func printFailure(w io.Writer, t *api.Task, warnings bool) {
+	if warnings {
+		for _, warn := range t.Warnings {
+			fmt.Fprintf(w, "baicommit: warning: %s\n", warn)
+		}
+	}
+	msg := t.Error
+	if msg == "" {
+		msg = "the agent gave no reason"
+	}
+	fmt.Fprintf(w, "baicommit: freezing %s failed (task %s): %s\n", t.Container, t.ID, msg)
+}
+
+// sizeText is an archive's size, with the uncompressed size when known.
+func sizeText(a *api.Archive) string {
+	s := humanBytes(a.Size)
+	if a.Uncompressed > 0 {
+		s += fmt.Sprintf(" (%s uncompressed)", humanBytes(a.Uncompressed))
+	}
+	return s
+}
+
+// oneArg returns the single positional argument a command takes, or a
+// usage error that says what is missing or extra.
+func oneArg(c *ucli.Context, what string) (string, error) {
+	cmd := c.Command.Name
+	args := c.Args().Slice()
+	switch {
+	case len(args) == 0 || args[0] == "":
+		return "", usageErrorf(cmd, "%s needs a %s argument", cmd, what)
+	case len(args) > 1 && strings.HasPrefix(args[1], "-"):
+		// urfave/cli stops parsing flags at the first argument.
+		return "", usageErrorf(cmd, "flags go before %s: baicommit %s %s %s", what, cmd, strings.Join(args[1:], " "), args[0])
+	case len(args) > 1:
+		return "", usageErrorf(cmd, "%s takes one %s, got %d arguments: %s", cmd, what, len(args), strings.Join(args, " "))
+	}
+	return args[0], nil
+}

@@ -1,0 +1,221 @@
+// Package client talks to the baicommit node agent over its HTTP/JSON API
+// (see package api). The agent normally listens on a unix socket, which is
+// also how it learns who the caller is (SO_PEERCRED), so the client sends no
+// credentials of its own.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/baicommit/baicommit/api"
+)
+
+// DefaultAddr is where the agent's systemd socket unit listens.
+const DefaultAddr = "unix:///run/baicommit/agent.sock"
+
+// unixBaseURL is the URL the HTTP layer sees for unix-socket requests; the
+// host part is never resolved because the transport always dials the socket.
+const unixBaseURL = "http://baicommit-agent"
+
+// responseHeaderTimeout bounds how long one request waits for the agent to
+// start answering. Every route answers quickly (a freeze runs in the
+// background), so a silent agent is a hung agent; a caller's context still
+// cancels sooner.
+const responseHeaderTimeout = time.Minute
+
+// maxErrorBody caps how much of a non-2xx body is read, so a misbehaving
+// server cannot make the client buffer without limit.
+const maxErrorBody = 1 << 20
+
+// Client is a client of one agent. It is safe for concurrent use.
+type Client struct {
+	addr string // canonical address, for messages
+	base *url.URL
+	unix bool
+	http *http.Client
+}
+
+// New returns a client of the agent at addr, which is one of
+//
+//	unix:///path/to/agent.sock
+//	/path/to/agent.sock          (a bare absolute path means the same)
+//	http://host:port             (or https://, e.g. for a forwarded socket)
+//
+// New does not connect; the first request does.
+func New(addr string) (*Client, error) {
+	addr = strings.TrimSpace(addr)
+	switch {
+	case addr == "":
+		return nil, errors.New("no agent address given")
+	case strings.HasPrefix(addr, "unix://"):
+		return newUnix(strings.TrimPrefix(addr, "unix://"))
+	case strings.HasPrefix(addr, "/"):
+		return newUnix(addr)
+	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
+		return newHTTP(addr)
+	default:
+		return nil, fmt.Errorf("invalid agent address %q: want unix:///path/to.sock, an absolute socket path or http://host:port", addr)
+	}
+}
+
+func newUnix(path string) (*Client, error) {
+	if path == "" {
+		return nil, errors.New("invalid agent address \"unix://\": the socket path is missing")
+	}
+	base, err := url.Parse(unixBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	tr := &http.Transport{
+		// Whatever host the URL names, the connection goes to the socket.
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		},
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		MaxIdleConns:          2,
+		IdleConnTimeout:       30 * time.Second,
+	}
+	return &Client{addr: "unix://" + path, base: base, unix: true, http: &http.Client{Transport: tr}}, nil
+}
+
+func newHTTP(addr string) (*Client, error) {
+	base, err := url.Parse(strings.TrimRight(addr, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("invalid agent address %q: %w", addr, err)
+	}
+	if base.Host == "" {
+		return nil, fmt.Errorf("invalid agent address %q: the host is missing", addr)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = responseHeaderTimeout
+	return &Client{addr: base.String(), base: base, http: &http.Client{Transport: tr}}, nil
+}
+
+// Addr returns the agent address in canonical form (a bare socket path is
+// shown as unix:///path), as used in error messages.
+func (c *Client) Addr() string { return c.addr }
+
+// Freeze asks the agent to freeze a container and returns the new task. The
+// freeze runs in the background; follow it with Task or Wait.
+func (c *Client) Freeze(ctx context.Context, req api.FreezeRequest) (*api.Task, error) {
+	if req.Container == "" {
+		return nil, errors.New("no container given")
+	}
+	var t api.Task
+	err := c.do(ctx, http.MethodPost, api.RouteFreezes, req, &t,
+		http.StatusAccepted, http.StatusCreated, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Task returns the task with the given id.
+func (c *Client) Task(ctx context.Context, id string) (*api.Task, error) {
+	if id == "" {
+		return nil, errors.New("no task id given")
+	}
+	var t api.Task
+	if err := c.do(ctx, http.MethodGet, api.RouteTask+url.PathEscape(id), nil, &t, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// Tasks returns the caller's tasks, newest first. It never returns a nil
+// slice without an error, so callers can print it as a JSON array as is.
+func (c *Client) Tasks(ctx context.Context) ([]api.Task, error) {
+	var ts []api.Task
+	if err := c.do(ctx, http.MethodGet, api.RouteTasks, nil, &ts, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if ts == nil {
+		ts = []api.Task{}
+	}
+	return ts, nil
+}
+
+// Sessions returns the caller's containers on the agent's node. Like Tasks,
+// it returns an empty, non-nil slice when there are none.
+func (c *Client) Sessions(ctx context.Context) ([]api.Session, error) {
+	var ss []api.Session
+	if err := c.do(ctx, http.MethodGet, api.RouteSessions, nil, &ss, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if ss == nil {
+		ss = []api.Session{}
+	}
+	return ss, nil
+}
+
+// Version returns the agent's version and who it thinks the caller is.
+func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
+	var v api.VersionInfo
+	if err := c.do(ctx, http.MethodGet, api.RouteVersion, nil, &v, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// do sends one request with an optional JSON body and decodes a JSON answer
+// into out when the status is one of ok. Any other status becomes an error:
+// *APIError for non-2xx answers.
+func (c *Client) do(ctx context.Context, method, route string, in, out any, ok ...int) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	// route is already escaped (a task id goes through url.PathEscape), so
+	// join strings rather than setting URL.Path, which would escape it again.
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.base.String(), "/")+route, body)
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeAPIError(resp)
+	}
+	if !statusIn(resp.StatusCode, ok) {
+		return fmt.Errorf("unexpected answer from the baicommit agent at %s to %s %s: %s", c.addr, method, route, resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decoding the agent's answer to %s %s: %w", method, route, err)
+	}
+	return nil
+}
+
+func statusIn(code int, ok []int) bool {
+	for _, s := range ok {
+		if code == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,215 @@
+// Package policy decides who may freeze what and where archives go. The
+// agent loads it from its TOML configuration; the manager will load the
+// same keys.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Policy is the site's rules for freezes.
+type Policy struct {
+	// SavePath is the directory template archives go to: {user} {uid}
+	// {node} {job} {date}.
+	SavePath string `toml:"save_path"`
+	// SaveRoots are the directories the agent may write below. Empty
+	// means the fixed prefix of SavePath (everything before the first
+	// placeholder's directory).
+	SaveRoots []string `toml:"save_roots"`
+	// FileName is the archive file name template without ".tar.gz":
+	// {container} {user} {node} {job} {date} {time} {task}.
+	FileName string `toml:"file_name"`
+	// ArchiveMode is the permission of archives and sidecars, octal.
+	ArchiveMode string `toml:"archive_mode"`
+	// KeepImage keeps the committed image in the owner's Podman.
+	KeepImage bool `toml:"keep_image"`
+	// CompressionLevel is the gzip level, 1 (fastest) to 9.
+	CompressionLevel int `toml:"compression_level"`
+	// ScrubEnv lists glob patterns of environment variable names removed
+	// from the frozen image's config.
+	ScrubEnv []string `toml:"scrub_env"`
+	// Admins and AdminGroups may freeze anyone's sessions.
+	Admins      []string `toml:"admins"`
+	AdminGroups []string `toml:"admin_groups"`
+}
+
+// DefaultScrubEnv are the variable name patterns removed by default.
+var DefaultScrubEnv = []string{"*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*CREDENTIAL*", "AWS_*", "*API_KEY*", "MUNGE_*"}
+
+// Default returns the policy used for keys a configuration leaves out.
+func Default() Policy {
+	return Policy{
+		SavePath:         "/var/lib/baicommit/archives/{user}",
+		FileName:         "{container}-{time}-{node}-{task}",
+		ArchiveMode:      "0640",
+		CompressionLevel: 1,
+		ScrubEnv:         DefaultScrubEnv,
+	}
+}
+
+// Validate checks the policy and fills in derived values.
+func (p *Policy) Validate() error {
+	if !filepath.IsAbs(p.SavePath) {
+		return fmt.Errorf("save_path %q must be an absolute path", p.SavePath)
+	}
+	if len(p.SaveRoots) == 0 {
+		p.SaveRoots = []string{fixedPrefix(p.SavePath)}
+	}
+	for i, r := range p.SaveRoots {
+		if !filepath.IsAbs(r) {
+			return fmt.Errorf("save_roots: %q must be an absolute path", r)
+		}
+		p.SaveRoots[i] = filepath.Clean(r)
+	}
+	if _, err := p.Mode(); err != nil {
+		return err
+	}
+	if p.CompressionLevel < 1 || p.CompressionLevel > 9 {
+		return fmt.Errorf("compression_level %d: must be 1 (fastest) to 9 (smallest)", p.CompressionLevel)
+	}
+	if p.FileName == "" || strings.Contains(p.FileName, "/") {
+		return fmt.Errorf("file_name %q: must be a non-empty file name without '/'", p.FileName)
+	}
+	for _, pat := range p.ScrubEnv {
+		if _, err := filepath.Match(pat, ""); err != nil {
+			return fmt.Errorf("scrub_env pattern %q: %w", pat, err)
+		}
+	}
+	return nil
+}
+
+// Mode parses ArchiveMode.
+func (p *Policy) Mode() (uint32, error) {
+	m, err := strconv.ParseUint(p.ArchiveMode, 8, 32)
+	if err != nil || m&^0o777 != 0 || m&0o600 != 0o600 {
+		return 0, fmt.Errorf("archive_mode %q: want an octal permission the owner can read and write, like 0640", p.ArchiveMode)
+	}
+	return uint32(m), nil
+}
+
+// fixedPrefix is the longest directory prefix of a template without
+// placeholders.
+func fixedPrefix(tmpl string) string {
+	i := strings.IndexByte(tmpl, '{')
+	if i < 0 {
+		return filepath.Clean(tmpl)
+	}
+	return filepath.Dir(tmpl[:i+1])
+}
+
+// Vars are the values a template may use. Every value must already be
+// one that Safe accepts; Expand refuses anything else.
+type Vars struct {
+	User, UID, Node, Job, Container, Task string
+	Time                                  time.Time
+}
+
+// ErrBadName marks a user-supplied name that cannot be used in a path.
+var ErrBadName = errors.New("bad name")
+
+var safeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$`)
+
+// Safe reports whether s may appear in a path component: letters, digits
+// and _ . + - , not starting with a dot or a dash, at most 128 bytes.
+func Safe(s string) bool { return safeRE.MatchString(s) }
+
+func (v Vars) lookup(key string) (string, error) {
+	var val string
+	switch key {
+	case "user":
+		val = v.User
+	case "uid":
+		val = v.UID
+	case "node":
+		val = v.Node
+	case "job":
+		val = v.Job
+		if val == "" {
+			val = "nojob"
+		}
+	case "container":
+		val = v.Container
+	case "task":
+		val = v.Task
+	case "date":
+		return v.Time.UTC().Format("2006-01-02"), nil
+	case "time":
+		return v.Time.UTC().Format("20060102T150405Z"), nil
+	default:
+		return "", fmt.Errorf("unknown placeholder {%s}", key)
+	}
+	if !Safe(val) {
+		return "", fmt.Errorf("%w: {%s} would be %q, which is not a safe path component", ErrBadName, key, val)
+	}
+	return val, nil
+}
+
+func expand(tmpl string, v Vars) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(tmpl[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("unclosed placeholder in %q", tmpl)
+		}
+		val, err := v.lookup(tmpl[i+1 : i+j])
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(tmpl[:i])
+		b.WriteString(val)
+		tmpl = tmpl[i+j+1:]
+	}
+}
+
+// Destination expands the save path for v and returns the directory and
+// the save root it lies below.
+func (p *Policy) Destination(v Vars) (dir, root string, err error) {
+	dir, err = expand(p.SavePath, v)
+	if err != nil {
+		return "", "", fmt.Errorf("save_path: %w", err)
+	}
+	if filepath.Clean(dir) != dir || slices.Contains(strings.Split(dir, "/"), "..") {
+		return "", "", fmt.Errorf("%w: save path %q is not clean", ErrBadName, dir)
+	}
+	for _, r := range p.SaveRoots {
+		if dir == r || strings.HasPrefix(dir, r+"/") || r == "/" {
+			return dir, r, nil
+		}
+	}
+	return "", "", fmt.Errorf("save path %s is outside the allowed save_roots %v", dir, p.SaveRoots)
+}
+
+// ArchiveName expands the file name template for v, with ".tar.gz".
+func (p *Policy) ArchiveName(v Vars) (string, error) {
+	name, err := expand(p.FileName, v)
+	if err != nil {
+		return "", fmt.Errorf("file_name: %w", err)
+	}
+	return name + ".tar.gz", nil
+}
+
+// IsAdmin reports whether the user (by name) or one of their groups (by
+// name) is named an admin.
+func (p *Policy) IsAdmin(user string, groups []string) bool {
+	if slices.Contains(p.Admins, user) {
+		return true
+	}
+	for _, g := range groups {
+		if slices.Contains(p.AdminGroups, g) {
+			return true
+		}
+	}
+	return false
+}

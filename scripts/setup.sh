@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for baicommit's tests and demo. Run as root on a fresh
+# Debian/Ubuntu machine; running it again changes nothing that is already in place.
+#
+#   scripts/setup.sh                  everything: packages, Go check, /dev/net/tun,
+#                                     containers.conf, test users bcalice + bcbob with
+#                                     their base image
+#   scripts/setup.sh user USER        create USER (with subuid/subgid) and its base image
+#   scripts/setup.sh base-image USER  build localhost/busybox:latest in USER's rootless Podman
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BASE_IMAGE="localhost/busybox:latest"
+TEST_USERS=(bcalice bcbob)
+GO_MIN_MAJOR=1
+GO_MIN_MINOR=26
+
+log() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+
+# --- packages ---------------------------------------------------------------------
+pkg_installed() {
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
+}
+
+ensure_packages() {
+    local want=(podman runc uidmap slirp4netns fuse-overlayfs busybox-static pigz gcc make
+                ca-certificates jq)
+    local missing=() p
+    for p in "${want[@]}"; do
+        pkg_installed "$p" || missing+=("$p")
+    done
+    # systemd: only its two tools are needed; do not reinstall it when they exist.
+    if ! command -v systemd-socket-activate >/dev/null || ! command -v systemd-analyze >/dev/null; then
+        missing+=(systemd)
+    fi
+    if ((${#missing[@]} == 0)); then
+        log "packages: all present"
+        return
+    fi
+    log "packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+    command -v systemd-socket-activate >/dev/null || die "systemd-socket-activate still missing"
+    command -v systemd-analyze >/dev/null || die "systemd-analyze still missing"
+}
+
+# --- Go -----------------------------------------------------------------------------
+ensure_go() {
+    local go=""
+    if [[ -x /usr/local/go/bin/go ]]; then
+        go=/usr/local/go/bin/go
+    elif command -v go >/dev/null; then
+        go="$(command -v go)"
+    fi
+    [[ -n "$go" ]] || die "Go >= ${GO_MIN_MAJOR}.${GO_MIN_MINOR} not found (looked in /usr/local/go/bin and PATH); install it from https://go.dev/dl/"
+    local v major minor
+    v="$("$go" env GOVERSION 2>/dev/null || true)"   # e.g. go1.26.8
+    [[ "$v" =~ ^go([0-9]+)\.([0-9]+) ]] || die "cannot read the version of $go ('$v')"
+    major="${BASH_REMATCH[1]}" minor="${BASH_REMATCH[2]}"
+    if ((major < GO_MIN_MAJOR || (major == GO_MIN_MAJOR && minor < GO_MIN_MINOR))); then
+        die "$go is $v; need Go >= ${GO_MIN_MAJOR}.${GO_MIN_MINOR}"
+    fi
+    log "go: $go ($v)"
+}
+
+# --- host tweaks ----------------------------------------------------------------------
+ensure_tun() {
+    if [[ -e /dev/net/tun ]]; then
+        if [[ "$(stat -c %a /dev/net/tun)" != 666 ]]; then
+            chmod 666 /dev/net/tun
+            log "/dev/net/tun: chmod 666 (slirp4netns for rootless users)"
+        fi
+    else
+        log "/dev/net/tun: absent (rootless containers need --network=none)"
+    fi
+}
+
+ensure_containers_conf() {
+    local dst=/etc/containers/containers.conf
+    if [[ -e "$dst" ]]; then
+        log "$dst: exists, left alone"
+        grep -Eq '^[[:space:]]*runtime[[:space:]]*=[[:space:]]*"runc"' "$dst" ||
+            log "WARNING: $dst does not set runtime = \"runc\"; crun refuses hybrid/v1 cgroups"
+        return
+    fi
+    mkdir -p /etc/containers
+    install -m 0644 "$REPO/containers.conf.example" "$dst"
+    log "$dst: installed from containers.conf.example"
+}
+
+# --- users ----------------------------------------------------------------------------
+# Print the first id after every range in /etc/subuid and /etc/subgid (at least 100000).
+next_subid() {
+    awk -F: 'BEGIN { m = 100000 } NF >= 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ {
+                 e = $2 + $3; if (e > m) m = e } END { printf "%d\n", m }' \
+        /etc/subuid /etc/subgid 2>/dev/null
+}
+
+ensure_subids() {
+    local user="$1" uid f start=""
+    uid="$(id -u "$user")"
+    for f in /etc/subuid /etc/subgid; do
+        touch "$f"
+        if grep -Eq "^(${user}|${uid}):" "$f"; then
+            continue
+        fi
+        # One start for both files, past every range in either: same ids, no overlap.
+        [[ -n "$start" ]] || start="$(next_subid)"
+        echo "${user}:${start}:65536" >>"$f"
+        log "$f: added ${user}:${start}:65536"
+    done
+}
+
+ensure_user() {
+    local user="$1"
+    if id -u "$user" >/dev/null 2>&1; then
+        log "user $user: exists"
+    else
+        useradd -m -s /bin/bash "$user"
+        log "user $user: created"
+    fi
+    ensure_subids "$user"
+}
+
+# Run a command as USER in a clean environment, from USER's home directory.
+as_user() {
+    local user="$1"; shift
+    local home
+    home="$(getent passwd "$user" | cut -d: -f6)"
+    [[ -n "$home" && -d "$home" ]] || die "user $user has no home directory"
+    (cd "$home" && runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
+        PATH=/usr/bin:/bin "$@")
+}
+
+# The base image of every test: a static busybox, since no image can be pulled here.
+# ENVIRONMENT.md's recipe, plus /root and /tmp (the demo writes /root/hello.txt; the
+# image has no other directories) and root ownership in the tar (else the files are
+# owned by the user's host uid inside the container). Other applets work through sh.
+ensure_base_image() {
+    local user="$1"
+    id -u "$user" >/dev/null 2>&1 || die "no such user: $user"
+    if as_user "$user" podman image exists "$BASE_IMAGE"; then
+        log "user $user: $BASE_IMAGE exists"
+        return
+    fi
+    [[ -x /bin/busybox ]] || die "/bin/busybox missing (apt-get install busybox-static)"
+    # shellcheck disable=SC2016  # expanded by the user's shell
+    as_user "$user" sh -ec '
+        d="$(mktemp -d "$HOME/.baicommit-base.XXXXXX")"
+        trap "rm -rf \"$d\"" EXIT
+        mkdir -p "$d/r/bin" "$d/r/root" "$d/r/tmp"
+        chmod 1777 "$d/r/tmp"
+        cp /bin/busybox "$d/r/bin/"
+        for c in sh ls cat echo sleep; do ln -s busybox "$d/r/bin/$c"; done
+        tar -C "$d/r" --numeric-owner --owner=0 --group=0 -cf "$d/rootfs.tar" .
+        podman import -q "$d/rootfs.tar" '"$BASE_IMAGE"' >/dev/null
+    '
+    as_user "$user" podman image exists "$BASE_IMAGE" || die "user $user: building $BASE_IMAGE failed"
+    log "user $user: built $BASE_IMAGE from /bin/busybox"
+}
+
+# One rootless container run, so a broken runtime set-up shows here and not in a test.
+smoke_test() {
+    local user="$1" out
+    if ! out="$(as_user "$user" podman run --rm --network=none "$BASE_IMAGE" echo ok 2>&1)" ||
+        [[ "$out" != *ok ]]; then
+        printf '%s\n' "$out" >&2
+        die "rootless podman run as $user failed (check /etc/containers/containers.conf: runtime = \"runc\")"
+    fi
+    log "smoke test: podman run as $user: ok"
+}
+
+# --- main ---------------------------------------------------------------------------------
+main_all() {
+    ensure_packages
+    ensure_go
+    ensure_tun
+    ensure_containers_conf
+    local u
+    for u in "${TEST_USERS[@]}"; do
+        ensure_user "$u"
+    done
+    for u in "${TEST_USERS[@]}"; do
+        ensure_base_image "$u"
+    done
+    smoke_test "${TEST_USERS[0]}"
+    log "done"
+}
+
+case "${1:-all}" in
+    all) main_all ;;
+    user)
+        [[ $# -eq 2 ]] || die "usage: $0 user USER"
+        ensure_user "$2"
+        ensure_base_image "$2"
+        ;;
+    base-image)
+        [[ $# -eq 2 ]] || die "usage: $0 base-image USER"
+        ensure_base_image "$2"
+        ;;
+    -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (try: all, user USER, base-image USER)" ;;
+esac
