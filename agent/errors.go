@@ -11,13 +11,13 @@ type Kind int
 
 // Kinds of caller-facing errors.
 const (
-	KindInternal    Kind = iota
-	KindInvalid          // bad input
-	KindForbidden        // not the caller's
-	KindNotFound         // no such container or task
-	KindConflict         // a freeze of it is already running
-	KindUnavailable      // the owner's Podman cannot be reached
-	KindUnauthorized     // no identity
+	KindInternal     Kind = iota
+	KindInvalid           // bad input
+	KindForbidden         // not the caller's
+	KindNotFound          // no such container or task
+	KindConflict          // a freeze of it is already running
+	KindUnavailable       // the owner's Podman cannot be reached
+	KindUnauthorized      // no identity
 )
 
 // Error is an error whose message is written for the user.

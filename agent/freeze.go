@@ -243,7 +243,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 	spec := export.Spec{
 		Op: export.OpExport, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
 		ImageID: imageID, RepoTag: r.Image,
-		Store: export.Store{GraphRoot: info.Store.GraphRoot, RunRoot: info.Store.RunRoot, Driver: info.Store.GraphDriverName},
+		Store:    export.Store{GraphRoot: info.Store.GraphRoot, RunRoot: info.Store.RunRoot, Driver: info.Store.GraphDriverName},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
 		Sidecar: api.Sidecar{
 			Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
