@@ -1,0 +1,334 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
+)
+
+// commitJSON runs `baicommit commit --wait --json` as who and decodes the task.
+func commitJSON(t *testing.T, a *agentProc, who string, args ...string) (*api.Task, result) {
+	t.Helper()
+	r := a.cli(t, who, append([]string{"commit", "--wait", "--json"}, args...)...)
+	var task api.Task
+	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &task), "commit output is not a task: %s", r)
+	return &task, r
+}
+
+// loadArchive loads an archive into who's Podman as who would, and returns
+// the loaded image's name.
+func loadArchive(t *testing.T, who, path string) string {
+	t.Helper()
+	r := runAs(t, who, "podman", "load", "-i", path)
+	if r.code != 0 && strings.Contains(r.stderr, "invalid tar header") {
+		// Podman 4.3 (Debian 12) cannot read compressed docker-archives
+		// with -i (fixed in later Podman); users there decompress first.
+		t.Logf("!!! podman load -i refused the gzip archive (Podman 4.3 regression); loading it through gunzip as its docs say")
+		r = runAs(t, who, "sh", "-c", `gunzip -c "$0" | podman load`, path)
+	}
+	assert.Equal(t, r.code, 0, "podman load: %s", r)
+	out := r.stdout + r.stderr
+	i := strings.LastIndex(out, "Loaded image")
+	assert.Assert(t, i >= 0, "podman load said: %s", out)
+	line := strings.TrimSpace(strings.SplitN(out[i:], "\n", 2)[0])
+	name := strings.TrimSpace(line[strings.Index(line, ":")+1:])
+	t.Cleanup(func() { runAs(t, who, "podman", "rmi", "-f", name) })
+	return name
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	assert.NilError(t, err)
+	defer f.Close()
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	assert.NilError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func uidOf(t *testing.T, who string) uint32 {
+	t.Helper()
+	out := podman(t, who, "unshare", "id", "-u") // "0": only proves podman works
+	_ = out
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat("/home/"+who, &st))
+	return st.Uid
+}
+
+func TestFreezeRunningSession(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "echo 'my precious results' > /root/result.txt",
+		"-e", "API_TOKEN=hunter2", "-e", "KEEP_ME=yes")
+
+	task, r := commitJSON(t, a, alice, "--tag", "localhost/alice/analysis:v1", ctr)
+	assert.Equal(t, r.code, 0, "%s", r)
+	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
+	assert.Equal(t, task.Owner, alice)
+	assert.Equal(t, task.Node, node)
+	assert.Equal(t, task.Image, "localhost/alice/analysis:v1")
+	assert.Assert(t, strings.HasPrefix(task.ID, ""), task.ID)
+	assert.Assert(t, strings.HasSuffix(task.ID, "."+node), "task ids name their node: %s", task.ID)
+	assert.Assert(t, task.Archive != nil)
+	path := task.Archive.Path
+	assert.Equal(t, filepath.Dir(path), filepath.Join(a.save, alice))
+	assert.Assert(t, strings.HasSuffix(path, ".tar.gz"))
+
+	// Owned by the user, with the configured mode; no leftovers beside it.
+	var st syscall.Stat_t
+	assert.NilError(t, syscall.Stat(path, &st))
+	assert.Equal(t, st.Uid, uidOf(t, alice), "archive must belong to the session's owner")
+	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o640))
+	for _, n := range listDir(t, filepath.Dir(path)) {
+		assert.Assert(t, !strings.HasSuffix(n, ".partial"), "leftover temporary file %s", n)
+	}
+
+	// The digest the task reports is the file's, and so is the sidecar's.
+	sum := fileSHA256(t, path)
+	assert.Equal(t, task.Archive.SHA256, sum)
+	fi, err := os.Stat(path)
+	assert.NilError(t, err)
+	assert.Equal(t, task.Archive.Size, fi.Size())
+	var sc api.Sidecar
+	b, err := os.ReadFile(task.Archive.Sidecar)
+	assert.NilError(t, err)
+	assert.NilError(t, json.Unmarshal(b, &sc))
+	assert.Equal(t, sc.SHA256, sum)
+	assert.Equal(t, sc.Size, fi.Size())
+	assert.Equal(t, sc.Archive, filepath.Base(path))
+	assert.Equal(t, sc.SourceContainer, ctr)
+	assert.Equal(t, sc.User, alice)
+	assert.Equal(t, sc.Node, node)
+	assert.Equal(t, sc.BaseImage, baseImage)
+	assert.Equal(t, sc.Task, task.ID)
+
+	// The intermediate image is gone from the user's Podman.
+	left := podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID)
+	assert.Equal(t, left, "", "intermediate image left behind")
+
+	// The archive loads and holds the user's file, labels and a scrubbed env.
+	img := loadArchive(t, alice, path)
+	assert.Equal(t, img, "localhost/alice/analysis:v1")
+	out := podman(t, alice, "run", "--rm", "--network=none", img, "cat", "/root/result.txt")
+	assert.Equal(t, out, "my precious results")
+	labels := podman(t, alice, "image", "inspect", "--format", "{{json .Labels}}", img)
+	assert.Check(t, is.Contains(labels, `"io.baicommit.source.container":"`+ctr+`"`))
+	assert.Check(t, is.Contains(labels, `"io.baicommit.user":"`+alice+`"`))
+	assert.Check(t, is.Contains(labels, `"io.baicommit.node":"`+node+`"`))
+	env := podman(t, alice, "image", "inspect", "--format", "{{json .Config.Env}}", img)
+	assert.Check(t, is.Contains(env, "KEEP_ME=yes"))
+	assert.Check(t, !strings.Contains(env, "hunter2"), "secret leaked into the image: %s", env)
+	assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "API_TOKEN"))
+
+	// The CLI shows the task to its owner.
+	r = a.cli(t, alice, "list", "--json")
+	assert.Equal(t, r.code, 0, "%s", r)
+	var tasks []api.Task
+	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &tasks))
+	assert.Assert(t, len(tasks) == 1 && tasks[0].ID == task.ID, "%s", r)
+	r = a.cli(t, alice, "status", task.ID)
+	assert.Equal(t, r.code, 0, "%s", r)
+	assert.Check(t, is.Contains(r.stdout, path))
+	// Another user sees neither the task nor its details.
+	r = a.cli(t, bob, "list", "--json")
+	assert.Equal(t, strings.TrimSpace(r.stdout), "[]", "%s", r)
+	r = a.cli(t, bob, "status", task.ID)
+	assert.Assert(t, r.code != 0, "%s", r)
+}
+
+func TestFreezeExitedSession(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "echo 'written before the job ended' > /root/last.txt")
+	podman(t, alice, "stop", "-t", "0", ctr)
+
+	task, r := commitJSON(t, a, alice, ctr)
+	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
+	assert.Check(t, is.Len(task.Warnings, 0), "an exited container needs no pause: %v", task.Warnings)
+	assert.Assert(t, strings.HasPrefix(task.Image, "localhost/baicommit/"+ctr+":"), task.Image)
+	img := loadArchive(t, alice, task.Archive.Path)
+	out := podman(t, alice, "run", "--rm", "--network=none", img, "cat", "/root/last.txt")
+	assert.Equal(t, out, "written before the job ended")
+}
+
+func TestFreezeRefusals(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "echo alice > /root/a.txt")
+
+	for _, tc := range []struct {
+		name, who string
+		args      []string
+		want      string
+	}{
+		{"unknown container", alice, []string{"no-such-session"}, "no container \"no-such-session\""},
+		{"another user's container by name", bob, []string{ctr}, "no container"},
+		{"another user's sessions", bob, []string{"--user", alice, ctr}, "not yours"},
+		{"path trick in the name", alice, []string{"../../etc/passwd"}, "not a container name"},
+		{"bad image name", alice, []string{"--tag", "../Up/Case:x", ctr}, "not a valid image name"},
+		{"bad job id", alice, []string{"--job", "12;rm -rf /", ctr}, "not a Slurm job id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := a.cli(t, tc.who, append([]string{"commit", "--wait"}, tc.args...)...)
+			assert.Equal(t, r.code, 1, "%s", r)
+			assert.Check(t, is.Contains(r.stderr, tc.want))
+		})
+	}
+	// The API answers with the status codes scripts rely on.
+	bobClient := func(req api.FreezeRequest) error {
+		r := runAs(t, bob, bins.cli, "--agent", "unix://"+a.sock, "commit", "--json", "--user", req.User, req.Container)
+		if r.code == 0 {
+			return nil
+		}
+		return errors.New(r.stderr)
+	}
+	assert.ErrorContains(t, bobClient(api.FreezeRequest{User: alice, Container: ctr}), "not yours")
+	_, err := a.client(t).Freeze(context.Background(), api.FreezeRequest{Container: ctr})
+	var apiErr *client.APIError
+	assert.Assert(t, errors.As(err, &apiErr), "%v", err)
+	assert.Equal(t, apiErr.Status, 400, "root has no rootless sessions: %v", err)
+	_, err = a.client(t).Freeze(context.Background(), api.FreezeRequest{Container: "nope", User: alice})
+	assert.Assert(t, errors.As(err, &apiErr))
+	assert.Equal(t, apiErr.Status, 404)
+
+	// Nothing was written for any of them.
+	assert.Check(t, is.Len(listDir(t, a.save), 0))
+}
+
+func TestConcurrentFreezeOfOneSession(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=150 2>/dev/null")
+	c := a.client(t)
+	ctx := context.Background()
+	first, err := c.Freeze(ctx, api.FreezeRequest{Container: ctr, User: alice})
+	assert.NilError(t, err)
+	_, err = c.Freeze(ctx, api.FreezeRequest{Container: ctr, User: alice})
+	var apiErr *client.APIError
+	assert.Assert(t, errors.As(err, &apiErr), "second freeze: %v", err)
+	assert.Equal(t, apiErr.Status, 409)
+	assert.Equal(t, apiErr.Task, first.ID, "the 409 names the running task")
+
+	// While it runs, the session list shows the running freeze.
+	r := a.cli(t, alice, "sessions", "--json")
+	var sessions []api.Session
+	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &sessions), "%s", r)
+	found := false
+	for _, s := range sessions {
+		if s.Name == ctr {
+			found = true
+			if s.Task != "" {
+				assert.Equal(t, s.Task, first.ID)
+			}
+		}
+	}
+	assert.Assert(t, found, "sessions does not list %s: %s", ctr, r)
+
+	done := a.waitTask(t, first.ID)
+	assert.Equal(t, done.State, api.StateSucceeded, "%+v", done)
+	assert.Assert(t, done.Progress.BytesRead > 150<<20, "progress counted %d bytes", done.Progress.BytesRead)
+	// Once it ended, a new freeze may start.
+	again, err := c.Freeze(ctx, api.FreezeRequest{Container: ctr, User: alice})
+	assert.NilError(t, err)
+	assert.Equal(t, a.waitTask(t, again.ID).State, api.StateSucceeded)
+	assert.Assert(t, done.Archive.Path != again.Archive.Path, "two freezes must not share a name")
+}
+
+func TestAgentKilledMidExport(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=400 2>/dev/null")
+	c := a.client(t)
+	task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
+	assert.NilError(t, err)
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		cur, err := c.Task(context.Background(), task.ID)
+		if err != nil {
+			return poll.Error(err)
+		}
+		if cur.Done() {
+			return poll.Error(errors.New("the freeze ended before the agent could be killed: " + cur.State))
+		}
+		if cur.Phase == api.PhaseExporting && cur.Progress.BytesWritten > 0 {
+			return poll.Success()
+		}
+		return poll.Continue("phase %s, %d bytes", cur.Phase, cur.Progress.BytesWritten)
+	}, poll.WithTimeout(3*time.Minute), poll.WithDelay(20*time.Millisecond))
+	a.kill()
+
+	dir := filepath.Join(a.save, alice)
+	// The helper dies with the agent; nothing appears under a final name.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		out, _ := rootCmd("pgrep", "-f", "__export-helper")
+		if strings.TrimSpace(out) == "" {
+			return poll.Success()
+		}
+		return poll.Continue("helper still running: %s", out)
+	}, poll.WithTimeout(20*time.Second))
+	for _, n := range listDir(t, dir) {
+		assert.Assert(t, strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".partial"), "visible file after a crash: %s", n)
+	}
+	_, err = os.Stat(task.Archive.Path)
+	assert.Assert(t, os.IsNotExist(err), "final name exists after a crash")
+
+	a.start()
+	got, err := a.client(t).Task(context.Background(), task.ID)
+	assert.NilError(t, err)
+	assert.Equal(t, got.State, api.StateFailed)
+	assert.Check(t, is.Contains(got.Error, "agent restarted"))
+	assert.Check(t, is.Len(listDir(t, dir), 0), "the temporary file must be removed after the restart")
+}
+
+func TestFullSavePath(t *testing.T) {
+	a := newAgent(t)
+	small := filepath.Join(a.dir, "small")
+	assert.NilError(t, os.Mkdir(small, 0o755))
+	out, err := rootCmd("mount", "-t", "tmpfs", "-o", "size=2m,mode=1777", "tmpfs", small)
+	assert.NilError(t, err, out)
+	withSaveRewrite(t, a, small)
+	a.start()
+	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null")
+
+	task, r := commitJSON(t, a, alice, ctr)
+	assert.Equal(t, r.code, 1, "a failed freeze exits non-zero: %s", r)
+	assert.Equal(t, task.State, api.StateFailed)
+	assert.Check(t, is.Contains(task.Error, "full"))
+	assert.Check(t, is.Contains(task.Error, "nothing was written"))
+	assert.Check(t, is.Len(listDir(t, filepath.Join(small, alice)), 0), "partial files left on a full disk")
+}
+
+func TestPlantedSymlinkIsNotFollowed(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "echo x > /root/x")
+	// Alice points her save directory at a directory of bob's choosing
+	// (here one of her own, which is all she can write to anyway).
+	target := filepath.Join(a.dir, "elsewhere")
+	assert.NilError(t, os.Mkdir(target, 0o777))
+	r := runAs(t, alice, "ln", "-s", target, filepath.Join(a.save, alice))
+	assert.Equal(t, r.code, 0, "%s", r)
+
+	task, r := commitJSON(t, a, alice, ctr)
+	assert.Equal(t, task.State, api.StateFailed, "%s", r)
+	assert.Check(t, is.Contains(task.Error, "symbolic link"))
+	assert.Check(t, is.Len(listDir(t, target), 0), "the agent followed a planted symlink")
+}
+
+// withSaveRewrite points an agent's save path at root.
+func withSaveRewrite(t *testing.T, a *agentProc, root string) {
+	b, err := os.ReadFile(a.cfgPath)
+	assert.NilError(t, err)
+	s := strings.ReplaceAll(string(b), a.save, root)
+	assert.NilError(t, os.WriteFile(a.cfgPath, []byte(s), 0o644))
+	a.save = root
+}
