@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -112,6 +113,10 @@ func (a *Agent) recover() error {
 				cancel()
 			}
 		}
+		if r.ImageID != "" && !a.cfg.KeepImage {
+			a.wg.Add(1)
+			go a.dropStaleImage(r.Task)
+		}
 		r.State, r.Phase = api.StateFailed, ""
 		r.Error = "the agent restarted while this freeze was running; no archive was written. Run the freeze again."
 		r.Finished = time.Now().UTC()
@@ -159,16 +164,36 @@ func (a *Agent) Task(c Caller, id string) (*api.Task, error) {
 	return &r.Task, nil
 }
 
-// record returns the live copy of a running task or the stored one.
+// record returns a copy of the live record of a running task, or the
+// stored one.
 func (a *Agent) record(id string) (*taskstore.Record, error) {
-	a.mu.Lock()
-	if r, ok := a.live[id]; ok {
-		cp := *r
-		a.mu.Unlock()
-		return &cp, nil
+	if r, ok := a.liveCopy(id); ok {
+		return r, nil
 	}
-	a.mu.Unlock()
 	return a.store.Get(id)
+}
+
+// liveCopy returns a deep copy of a running task's record: the running
+// task keeps changing its own.
+func (a *Agent) liveCopy(id string) (*taskstore.Record, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.live[id]
+	if !ok {
+		return nil, false
+	}
+	return clone(r), true
+}
+
+// clone copies r with everything it points to. Callers hold a.mu.
+func clone(r *taskstore.Record) *taskstore.Record {
+	cp := *r
+	cp.Warnings = slices.Clone(r.Warnings)
+	if r.Archive != nil {
+		ar := *r.Archive
+		cp.Archive = &ar
+	}
+	return &cp
 }
 
 // Tasks lists the tasks the caller may see, newest first.
@@ -179,7 +204,7 @@ func (a *Agent) Tasks(c Caller) ([]api.Task, error) {
 	}
 	out := make([]api.Task, 0, len(recs))
 	for _, r := range recs {
-		if live, err := a.record(r.ID); err == nil {
+		if live, ok := a.liveCopy(r.ID); ok {
 			r = live
 		}
 		out = append(out, r.Task)

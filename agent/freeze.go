@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +102,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	}
 	a.busy[ctr.ID] = id
 	a.live[id] = rec
-	cp := rec.Task
+	cp := clone(rec).Task
 	a.mu.Unlock()
 
 	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.name(), "archive", rec.Archive.Path)
@@ -170,6 +171,7 @@ func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string) {
 	err := a.freeze(a.ctx, r, u, state)
 	a.update(r, func(r *taskstore.Record) {
 		r.Phase = ""
+		r.ImageID = "" // removed, or kept under the frozen name
 		r.Finished = time.Now().UTC()
 		r.Durations.Total = time.Since(start).Seconds()
 		r.Temp = ""
@@ -221,8 +223,9 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 	if err != nil {
 		return err
 	}
-	defer a.dropImage(conn, r, imageID)
+	defer a.dropImage(conn, r.ID, r.Image, imageID)
 	a.update(r, func(r *taskstore.Record) {
+		// Recorded so that an agent restarted mid-export can remove it.
 		r.ImageID = imageID
 		r.Durations.Commit = time.Since(t0).Seconds()
 		if warn != "" {
@@ -320,22 +323,40 @@ func cannotPause(err error) bool {
 
 // dropImage removes the intermediate image, or tags it with the frozen
 // name when the policy keeps images.
-func (a *Agent) dropImage(conn context.Context, r *taskstore.Record, id string) {
+func (a *Agent) dropImage(conn context.Context, task, name, id string) {
 	// The task's own context may be cancelled; clean-up still runs.
 	ctx := context.WithoutCancel(conn)
 	if a.cfg.KeepImage {
-		named, err := reference.ParseNormalizedNamed(r.Image)
+		named, err := reference.ParseNormalizedNamed(name)
 		if err == nil {
 			if tagged, ok := named.(reference.NamedTagged); ok {
 				err = images.Tag(ctx, id, tagged.Tag(), tagged.Name(), nil)
 			}
 		}
 		if err != nil {
-			a.log.Warn("could not tag the kept image", "task", r.ID, "image", id, "err", err)
+			a.log.Warn("could not tag the kept image", "task", task, "image", id, "err", err)
 		}
 		return
 	}
 	if _, errs := images.Remove(ctx, []string{id}, nil); len(errs) > 0 {
-		a.log.Warn("could not remove the intermediate image", "task", r.ID, "image", id, "err", errors.Join(errs...))
+		a.log.Warn("could not remove the intermediate image", "task", task, "image", id, "err", errors.Join(errs...))
 	}
+}
+
+// dropStaleImage removes the intermediate image of a task an earlier
+// agent did not finish.
+func (a *Agent) dropStaleImage(t api.Task) {
+	defer a.wg.Done()
+	u, err := userpodman.Lookup(strconv.Itoa(t.OwnerUID))
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Minute)
+	defer cancel()
+	conn, err := a.connect(ctx, u)
+	if err != nil {
+		a.log.Warn("could not remove the intermediate image of an interrupted task", "task", t.ID, "image", t.ImageID, "err", err)
+		return
+	}
+	a.dropImage(conn, t.ID, t.Image, t.ImageID)
 }

@@ -134,6 +134,13 @@ func TestFreezeRunningSession(t *testing.T) {
 	assert.Check(t, is.Contains(env, "KEEP_ME=yes"))
 	assert.Check(t, !strings.Contains(env, "hunter2"), "secret leaked into the image: %s", env)
 	assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "API_TOKEN"))
+	// A running container is paused for the commit where the runtime can;
+	// rootless on cgroup v1 it cannot, and the task must say so.
+	if podman(t, alice, "info", "--format", "{{.Host.CgroupsVersion}}") == "v1" {
+		assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "could not be paused"))
+	} else {
+		assert.Check(t, !strings.Contains(strings.Join(task.Warnings, "\n"), "paused"), "%v", task.Warnings)
+	}
 
 	// The CLI shows the task to its owner.
 	r = a.cli(t, alice, "list", "--json")
@@ -288,6 +295,13 @@ func TestAgentKilledMidExport(t *testing.T) {
 	assert.Equal(t, got.State, api.StateFailed)
 	assert.Check(t, is.Contains(got.Error, "agent restarted"))
 	assert.Check(t, is.Len(listDir(t, dir), 0), "the temporary file must be removed after the restart")
+	// So is the intermediate image the dead agent had committed.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if left := podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID); left != "" {
+			return poll.Continue("intermediate image %s still there", left)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(time.Minute), poll.WithDelay(200*time.Millisecond))
 }
 
 func TestFullSavePath(t *testing.T) {
