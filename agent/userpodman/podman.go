@@ -32,6 +32,9 @@ type Connector struct {
 	mu sync.Mutex // serialises starting services
 }
 
+// errWrongServer means a socket is served by another user than expected.
+var errWrongServer = errors.New("podman socket of another user")
+
 // ErrUnavailable means the user's Podman could not be reached or started.
 var ErrUnavailable = errors.New("podman unavailable")
 
@@ -49,8 +52,14 @@ func (c *Connector) privateSocket(uid int) string {
 // the user pointed elsewhere cannot lead the agent into another user's
 // Podman.
 func (c *Connector) Connect(ctx context.Context, u *User) (context.Context, error) {
-	if conn, err := c.connect(ctx, u, StandardSocket(u.UID)); err == nil {
+	std := StandardSocket(u.UID)
+	conn, err := c.connect(ctx, u, std)
+	if err == nil {
+		c.Log.Info("using the user's podman socket", "user", u.Name, "socket", std)
 		return conn, nil
+	}
+	if errors.Is(err, errWrongServer) {
+		c.Log.Warn("refused a podman socket served by another user", "user", u.Name, "socket", std, "err", err)
 	}
 	sock := c.privateSocket(u.UID)
 	if conn, err := c.connect(ctx, u, sock); err == nil {
@@ -105,7 +114,7 @@ func dialAs(ctx context.Context, sock string, uid int) (net.Conn, error) {
 	}
 	if int(cred.Uid) != uid {
 		conn.Close()
-		return nil, fmt.Errorf("%s is served by uid %d, not by uid %d: refusing it", sock, cred.Uid, uid)
+		return nil, fmt.Errorf("%w: %s is served by uid %d, not by uid %d", errWrongServer, sock, cred.Uid, uid)
 	}
 	return conn, nil
 }
