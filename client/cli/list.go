@@ -8,36 +8,17 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
 )
 
 func (e *env) listCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:         "list",
-		Aliases:      []string{"ls"},
-		Usage:        "list your freezes, newest first",
-		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the tasks as a JSON array"}},
-		OnUsageError: onUsageError,
-		Action: func(c *ucli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			ts, err := cl.Tasks(c.Context)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				if ts == nil {
-					ts = []api.Task{} // `[]`, not `null`, for scripts
-				}
-				return writeJSON(e.stdout, ts)
-			}
-			return printTasks(e.stdout, ts, e.now())
-		},
-	}
+	return query[[]api.Task]{
+		name: "list", aliases: []string{"ls"},
+		usage:    "list your freezes, newest first",
+		jsonHelp: "print the tasks as a JSON array",
+		fetch:    (*client.Client).Tasks,
+		print:    printTo(printTasks),
+	}.command(e)
 }
 
 // errorWidth caps error messages in the task table; status shows them whole.

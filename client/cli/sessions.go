@@ -8,36 +8,17 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
 )
 
 func (e *env) sessionsCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:         "sessions",
-		Aliases:      []string{"ps"},
-		Usage:        "list your containers on this node, the ones commit can freeze",
-		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the sessions as a JSON array"}},
-		OnUsageError: onUsageError,
-		Action: func(c *ucli.Context) error {
-			if err := noArgs(c); err != nil {
-				return err
-			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			ss, err := cl.Sessions(c.Context)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				if ss == nil {
-					ss = []api.Session{}
-				}
-				return writeJSON(e.stdout, ss)
-			}
-			return printSessions(e.stdout, ss, e.now())
-		},
-	}
+	return query[[]api.Session]{
+		name: "sessions", aliases: []string{"ps"},
+		usage:    "list your containers on this node, the ones commit can freeze",
+		jsonHelp: "print the sessions as a JSON array",
+		fetch:    (*client.Client).Sessions,
+		print:    printTo(printSessions),
+	}.command(e)
 }
 
 // printSessions prints containers as a table, like podman ps.
