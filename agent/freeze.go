@@ -13,6 +13,7 @@ import (
 	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/policy"
+	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/bindings/system"
@@ -212,10 +213,17 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 	if err != nil {
 		return err
 	}
-	info, err := system.Info(conn, nil)
-	if err != nil {
-		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
+	// Podman's info endpoint takes a third of a second; it runs while the
+	// commit does.
+	type infoResult struct {
+		info *define.Info
+		err  error
 	}
+	infoc := make(chan infoResult, 1)
+	go func() {
+		info, err := system.Info(conn, nil)
+		infoc <- infoResult{info, err}
+	}()
 
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseCommitting })
 	t0 := time.Now()
@@ -238,6 +246,11 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = img.Size })
 	}
 
+	ir := <-infoc
+	if ir.err != nil {
+		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, ir.err)
+	}
+	info := ir.info
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
 	t1 := time.Now()
 	mode, _ := a.cfg.Mode()

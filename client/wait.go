@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultPoll is the polling interval Wait uses when given none.
-const DefaultPoll = 500 * time.Millisecond
+const DefaultPoll = 200 * time.Millisecond
 
 // Wait polls the task every poll interval until it is done (succeeded or
 // failed) and returns its final state. onUpdate, if not nil, sees every state
