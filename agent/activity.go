@@ -27,7 +27,7 @@ func (a *Activity) Begin() {
 // End marks the end of work started with Begin.
 func (a *Activity) End() {
 	a.mu.Lock()
-	a.n--
+	a.n = max(0, a.n-1)
 	if a.n == 0 {
 		a.since = time.Now()
 	}

@@ -58,7 +58,7 @@ type Agent struct {
 // returns an agent ready to serve. helper is the path of the
 // baicommit-agent binary (normally os.Executable()).
 func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
-	store, err := taskstore.Open(cfg.StateDir)
+	store, err := taskstore.Open(cfg.StateDir, taskstore.LockTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -76,15 +77,36 @@ func LoadConfig(path string) (Config, error) {
 		defer f.Close()
 		dec := toml.NewDecoder(f).DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
+			return cfg, fmt.Errorf("config %s: %w", path, tomlError(err))
 		}
 	}
 	return cfg, cfg.Validate()
 }
 
+// tomlError names the key and line of a decoding error, which go-toml
+// keeps out of its Error().
+func tomlError(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		var keys []string
+		for _, e := range strict.Errors {
+			row, _ := e.Position()
+			keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), row))
+		}
+		return fmt.Errorf("unknown key %s: %w", strings.Join(keys, ", "), err)
+	}
+	var dec *toml.DecodeError
+	if errors.As(err, &dec) {
+		// The key is not always known (a value's own parser failed); the
+		// quoted line always says where.
+		return fmt.Errorf("%w:\n%s", err, dec.String())
+	}
+	return err
+}
+
 // Validate checks the configuration.
 func (c *Config) Validate() error {
-	if !policy.Safe(c.NodeName) {
+	if !policy.Safe(c.NodeName) || len(c.NodeName) > 63 {
 		return fmt.Errorf("node_name %q: use letters, digits, '.', '_' or '-'", c.NodeName)
 	}
 	if c.StateDir == "" || c.RunDir == "" {

@@ -68,7 +68,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	}
 	id := newTaskID(a.cfg.NodeName)
 	vars := policy.Vars{User: u.Name, UID: fmt.Sprint(u.UID), Node: a.cfg.NodeName, Job: req.Job,
-		Container: name, Task: taskToken(id), Time: now}
+		Container: name[:min(len(name), 64)], Task: taskToken(id), Time: now}
 	dir, root, err := a.cfg.Destination(vars)
 	if err != nil {
 		return nil, &Error{Kind: KindInvalid, Err: err, Msg: "cannot place the archive: " + err.Error()}
@@ -86,7 +86,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 		Dir: dir, Root: root,
 		// Unique to node and task: saves from several nodes or several
 		// freezes never meet under one temporary name.
-		Temp: "." + file + "." + a.cfg.NodeName + "." + taskToken(id) + ".partial",
+		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
 	}
 	rec.Archive = &api.Archive{Path: dir + "/" + file, Sidecar: dir + "/" + strings.TrimSuffix(file, ".tar.gz") + ".json"}
 
@@ -121,14 +121,11 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 // localhost/baicommit/<container>:<time>.
 func imageName(want, container string, now time.Time) (string, error) {
 	if want == "" {
-		repo := strings.ToLower(container)
-		repo = strings.Map(func(r rune) rune {
-			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-				return r
-			}
-			return '-'
-		}, repo)
-		repo = strings.Trim(repo, "-_")
+		// Image name components allow fewer separators than container
+		// names: every run of anything else becomes one '-'.
+		repo := strings.Join(strings.FieldsFunc(strings.ToLower(container), func(r rune) bool {
+			return (r < 'a' || r > 'z') && (r < '0' || r > '9')
+		}), "-")
 		if repo == "" {
 			repo = "session"
 		}

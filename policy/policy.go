@@ -41,7 +41,10 @@ type Policy struct {
 }
 
 // DefaultScrubEnv are the variable name patterns removed by default.
-var DefaultScrubEnv = []string{"*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*_KEY", "*CREDENTIAL*", "AWS_*", "*API_KEY*", "MUNGE_*"}
+var DefaultScrubEnv = []string{
+	"*TOKEN*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*", "*_PASS",
+	"*_KEY", "*_KEYS", "*PRIVATE_KEY*", "*API_KEY*", "*CREDENTIAL*", "AWS_*", "MUNGE_*",
+}
 
 // Default returns the policy used for keys a configuration leaves out.
 func Default() Policy {
@@ -50,15 +53,17 @@ func Default() Policy {
 		FileName:         "{container}-{time}-{node}-{task}",
 		ArchiveMode:      "0640",
 		CompressionLevel: 1,
-		ScrubEnv:         DefaultScrubEnv,
+		// A copy: decoding a configuration fills this slice in place.
+		ScrubEnv: slices.Clone(DefaultScrubEnv),
 	}
 }
 
 // Validate checks the policy and fills in derived values.
 func (p *Policy) Validate() error {
-	if !filepath.IsAbs(p.SavePath) {
-		return fmt.Errorf("save_path %q must be an absolute path", p.SavePath)
+	if !filepath.IsAbs(p.SavePath) || slices.Contains(strings.Split(p.SavePath, "/"), "..") {
+		return fmt.Errorf("save_path %q must be an absolute path without '..'", p.SavePath)
 	}
+	p.SavePath = filepath.Clean(p.SavePath)
 	if len(p.SaveRoots) == 0 {
 		p.SaveRoots = []string{fixedPrefix(p.SavePath)}
 	}
@@ -77,6 +82,15 @@ func (p *Policy) Validate() error {
 	if p.FileName == "" || strings.Contains(p.FileName, "/") {
 		return fmt.Errorf("file_name %q: must be a non-empty file name without '/'", p.FileName)
 	}
+	// Try the templates now: a misspelt placeholder must stop the agent
+	// from starting, not fail every freeze after its commit.
+	probe := Vars{User: "user", UID: "1000", Node: "node", Job: "1", Container: "c", Task: "t", Time: time.Now()}
+	if _, _, err := p.Destination(probe); err != nil {
+		return err
+	}
+	if _, err := p.ArchiveName(probe); err != nil {
+		return err
+	}
 	for _, pat := range p.ScrubEnv {
 		if _, err := filepath.Match(pat, ""); err != nil {
 			return fmt.Errorf("scrub_env pattern %q: %w", pat, err)
@@ -88,8 +102,8 @@ func (p *Policy) Validate() error {
 // Mode parses ArchiveMode.
 func (p *Policy) Mode() (uint32, error) {
 	m, err := strconv.ParseUint(p.ArchiveMode, 8, 32)
-	if err != nil || m&^0o777 != 0 || m&0o600 != 0o600 {
-		return 0, fmt.Errorf("archive_mode %q: want an octal permission the owner can read and write, like 0640", p.ArchiveMode)
+	if err != nil || m&^0o777 != 0 || m&0o600 != 0o600 || m&0o002 != 0 {
+		return 0, fmt.Errorf("archive_mode %q: want an octal permission the owner can read and write and others cannot write, like 0640", p.ArchiveMode)
 	}
 	return uint32(m), nil
 }
@@ -191,13 +205,21 @@ func (p *Policy) Destination(v Vars) (dir, root string, err error) {
 	return "", "", fmt.Errorf("save path %s is outside the allowed save_roots %v", dir, p.SaveRoots)
 }
 
+// MaxArchiveName is the longest archive file name: well below the 255
+// bytes of a path component, leaving room for the sidecar's name.
+const MaxArchiveName = 200
+
 // ArchiveName expands the file name template for v, with ".tar.gz".
 func (p *Policy) ArchiveName(v Vars) (string, error) {
 	name, err := expand(p.FileName, v)
 	if err != nil {
 		return "", fmt.Errorf("file_name: %w", err)
 	}
-	return name + ".tar.gz", nil
+	name += ".tar.gz"
+	if len(name) > MaxArchiveName {
+		return "", fmt.Errorf("%w: archive name %q is longer than %d bytes", ErrBadName, name, MaxArchiveName)
+	}
+	return name, nil
 }
 
 // IsAdmin reports whether the user (by name) or one of their groups (by

@@ -54,10 +54,19 @@ func openChild(dirfd int, name string, create bool) (int, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(dirfd, name, flags, 0)
 	if errors.Is(err, unix.ENOENT) && create {
-		if err := unix.Mkdirat(dirfd, name, DirMode); err != nil && !errors.Is(err, unix.EEXIST) {
+		err = unix.Mkdirat(dirfd, name, DirMode)
+		made := err == nil
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, err
 		}
 		fd, err = unix.Openat(dirfd, name, flags, 0)
+		if err == nil && made {
+			// The umask may have narrowed the mode.
+			if err := unix.Fchmod(fd, DirMode); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
+		}
 	}
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 		return -1, fmt.Errorf("%w: it is a symbolic link or not a directory", ErrUnsafePath)

@@ -122,6 +122,9 @@ func (a *File) Abort() {
 // WriteSidecar writes v as indented JSON to name in dir, through a
 // temporary file so that a reader never sees half of it.
 func WriteSidecar(dir *os.File, name string, mode os.FileMode, v any) error {
+	if !ValidName(name) {
+		return fmt.Errorf("%w: bad sidecar name %q", ErrUnsafePath, name)
+	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
@@ -97,22 +98,56 @@ func newScrubbedSource(ctx context.Context, src types.ImageSource, patterns []st
 	return &scrubbedSource{ImageSource: src, manifest: string(nm), manifestType: mt, config: newCfg, configDigest: d}, nil
 }
 
-// scrubConfig removes matching variables from config.Env and returns the
-// new config and the removed names (never their values).
+// scrubConfig removes matching variables from the image config's Env and
+// returns the new config and the removed names (never their values).
+// Docker-format configs carry the environment twice, in "config" and in
+// "container_config" (the container's own config at commit time); both
+// are scrubbed.
 func scrubConfig(cb []byte, patterns []string) ([]byte, []string, error) {
 	var cfg map[string]json.RawMessage
 	if err := json.Unmarshal(cb, &cfg); err != nil {
 		return nil, nil, fmt.Errorf("parse image config: %w", err)
 	}
-	var inner map[string]json.RawMessage
-	if raw, ok := cfg["config"]; !ok || json.Unmarshal(raw, &inner) != nil || inner == nil {
+	var removed []string
+	for _, key := range []string{"config", "container_config"} {
+		raw, ok := cfg[key]
+		if !ok {
+			continue
+		}
+		out, names, err := scrubEnv(raw, patterns)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(names) == 0 {
+			continue
+		}
+		cfg[key] = out
+		for _, n := range names {
+			if !slices.Contains(removed, n) {
+				removed = append(removed, n)
+			}
+		}
+	}
+	if len(removed) == 0 {
 		return cb, nil, nil
+	}
+	out, err := json.Marshal(cfg)
+	return out, removed, err
+}
+
+// scrubEnv removes matching variables from the Env of one container
+// config object; it returns raw unchanged when there is nothing to remove.
+func scrubEnv(raw json.RawMessage, patterns []string) (json.RawMessage, []string, error) {
+	var inner map[string]json.RawMessage
+	if json.Unmarshal(raw, &inner) != nil || inner == nil {
+		return raw, nil, nil
 	}
 	var env []string
 	if json.Unmarshal(inner["Env"], &env) != nil {
-		return cb, nil, nil
+		return raw, nil, nil
 	}
-	var kept, removed []string
+	kept := []string{}
+	var removed []string
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		if Scrubbed(name, patterns) {
@@ -122,14 +157,10 @@ func scrubConfig(cb []byte, patterns []string) ([]byte, []string, error) {
 		kept = append(kept, kv)
 	}
 	if len(removed) == 0 {
-		return cb, nil, nil
+		return raw, nil, nil
 	}
 	inner["Env"], _ = json.Marshal(kept)
-	var err error
-	if cfg["config"], err = json.Marshal(inner); err != nil {
-		return nil, nil, err
-	}
-	out, err := json.Marshal(cfg)
+	out, err := json.Marshal(inner)
 	return out, removed, err
 }
 

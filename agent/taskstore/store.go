@@ -34,15 +34,20 @@ type Record struct {
 // Store is the task database. It is safe for concurrent use.
 type Store struct{ db *bolt.DB }
 
-// Open opens (creating if needed) the database in dir.
-func Open(dir string) (*Store, error) {
+// LockTimeout is how long Open waits for another agent holding the same
+// state directory before it gives up.
+const LockTimeout = 10 * time.Second
+
+// Open opens (creating if needed) the database in dir, waiting at most
+// lockTimeout for another process that holds it.
+func Open(dir string, lockTimeout time.Duration) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
 	path := filepath.Join(dir, "tasks.db")
 	// The timeout turns a second agent on the same state into an error
 	// rather than a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("open task store %s: %w", path, err)
 	}

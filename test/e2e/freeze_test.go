@@ -133,6 +133,10 @@ func TestFreezeRunningSession(t *testing.T) {
 	env := podman(t, alice, "image", "inspect", "--format", "{{json .Config.Env}}", img)
 	assert.Check(t, is.Contains(env, "KEEP_ME=yes"))
 	assert.Check(t, !strings.Contains(env, "hunter2"), "secret leaked into the image: %s", env)
+	// Nowhere in the archive either (Docker configs carry the env twice).
+	raw, err := rootCmd("sh", "-c", `gunzip -c "$0" | grep -c hunter2 || true`, path)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(strings.TrimSpace(raw), "0"), "the secret's value is in the archive")
 	assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "API_TOKEN"))
 	// A running container is paused for the commit where the runtime can;
 	// rootless on cgroup v1 it cannot, and the task must say so.
