@@ -482,7 +482,7 @@ for p in "${PIPELINES[@]}"; do
 done
 info "a / x: how many times faster than the naive gzip pipeline; x / c: how many times slower than commit + save > /dev/null"
 info "d as the agent timed it: commit $MED_D_COMMIT s + export $MED_D_EXPORT s, total $MED_D_TOTAL s" \
-    "(the CLI polls every 0.5 s, so its wall time can be up to that much longer)"
+    "(the CLI polls every 0.2 s, so its wall time can be up to that much longer)"
 info "d read $(mib_bytes "${D_READ[-1]}") MiB of docker-archive (uncompressed $(mib_bytes "$UNCOMP") MiB), wrote $(mib_bytes "${D_SIZE[-1]}") MiB"
 [[ -n "${D_WARN[-1]}" ]] && info "d warnings: ${D_WARN[-1]}"
 
