@@ -49,6 +49,9 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// slots holds one token per freeze allowed to run at once.
+	slots chan struct{}
+
 	mu   sync.Mutex
 	live map[string]*taskstore.Record // running tasks by id, with progress
 	busy map[string]string            // container id → running task id
@@ -77,6 +80,7 @@ func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
 		Activity: NewActivity(),
 		ctx:      ctx,
 		cancel:   cancel,
+		slots:    make(chan struct{}, cfg.MaxParallel),
 		live:     map[string]*taskstore.Record{},
 		busy:     map[string]string{},
 	}

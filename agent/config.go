@@ -31,6 +31,10 @@ type Config struct {
 	TransientServiceIdle Duration `toml:"transient_service_idle"`
 	// Podman is the podman binary used to start transient services.
 	Podman string `toml:"podman"`
+	// MaxParallel is how many freezes run at once on this node; more
+	// wait, queued. Commits and compression are heavy on a node that is
+	// also running jobs.
+	MaxParallel int `toml:"max_parallel"`
 }
 
 // Duration is a time.Duration written as "60s" in TOML.
@@ -61,6 +65,7 @@ func DefaultConfig() Config {
 		IdleExit:             Duration{60 * time.Second},
 		TransientServiceIdle: Duration{300 * time.Second},
 		Podman:               "/usr/bin/podman",
+		MaxParallel:          2,
 	}
 }
 
@@ -111,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StateDir == "" || c.RunDir == "" {
 		return fmt.Errorf("state_dir and run_dir must be set")
+	}
+	if c.MaxParallel < 1 {
+		return fmt.Errorf("max_parallel must be at least 1")
 	}
 	if c.TransientServiceIdle.Duration < time.Second {
 		return fmt.Errorf("transient_service_idle must be at least 1s")

@@ -57,6 +57,10 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 		}
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: fmt.Sprintf("inspect container %q: %v", req.Container, err)}
 	}
+	if req.Job == "" && ctr.Config != nil && jobRE.MatchString(ctr.Config.Labels[LabelJobHint]) {
+		// The session said which Slurm job it belongs to.
+		req.Job = ctr.Config.Labels[LabelJobHint]
+	}
 	name := strings.TrimPrefix(ctr.Name, "/")
 	if !policy.Safe(name) {
 		name = ctr.ID[:12]
@@ -160,13 +164,25 @@ func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
 	}
 }
 
-// run carries a task to its end.
+// run carries a task to its end, once one of the node's freeze slots is
+// free (until then it stays queued).
 func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string) {
+	select {
+	case a.slots <- struct{}{}:
+	case <-a.ctx.Done():
+		a.finish(r, a.ctx.Err(), time.Now())
+		return
+	}
+	defer func() { <-a.slots }()
 	start := time.Now()
 	a.update(r, func(r *taskstore.Record) {
 		r.State, r.Phase, r.Started = api.StateRunning, api.PhaseConnecting, start.UTC()
 	})
-	err := a.freeze(a.ctx, r, u, state)
+	a.finish(r, a.freeze(a.ctx, r, u, state), start)
+}
+
+// finish records how a task ended and lets its container be frozen again.
+func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 	a.update(r, func(r *taskstore.Record) {
 		r.Phase = ""
 		r.ImageID = "" // removed, or kept under the frozen name
@@ -199,7 +215,8 @@ func (a *Agent) explain(err error, r *taskstore.Record) string {
 	switch {
 	case errors.As(err, &he) && he.noSpace:
 		return fmt.Sprintf("the save location %s is full (no space left on device or quota exceeded); nothing was written. Free space there or ask your site admin, then freeze again.", r.Dir)
-	case errors.Is(err, context.Canceled) && a.ctx.Err() != nil:
+	case a.ctx.Err() != nil:
+		// Whatever failed first, the cause is the agent stopping.
 		return "the agent was stopped while this freeze was running; no archive was written. Run the freeze again."
 	}
 	return err.Error()

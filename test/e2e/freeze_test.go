@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -349,4 +350,104 @@ func withSaveRewrite(t *testing.T, a *agentProc, root string) {
 	s := strings.ReplaceAll(string(b), a.save, root)
 	assert.NilError(t, os.WriteFile(a.cfgPath, []byte(s), 0o644))
 	a.save = root
+}
+
+// TestFreezesQueueBeyondMaxParallel: a node freezes at most max_parallel
+// sessions at once; the others wait, queued, and then run.
+func TestFreezesQueueBeyondMaxParallel(t *testing.T) {
+	a := newAgent(t, withKey("max_parallel", "1")).start()
+	big := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=150 2>/dev/null")
+	small := session(t, alice, "echo small > /root/s.txt", "--label", "baicommit.job=4242")
+	c := a.client(t)
+	ctx := context.Background()
+	first, err := c.Freeze(ctx, api.FreezeRequest{Container: big, User: alice})
+	assert.NilError(t, err)
+	second, err := c.Freeze(ctx, api.FreezeRequest{Container: small, User: alice})
+	assert.NilError(t, err)
+	cur, err := c.Task(ctx, second.ID)
+	assert.NilError(t, err)
+	assert.Equal(t, cur.State, api.StateQueued, "the second freeze must wait for the first")
+
+	done1, done2 := a.waitTask(t, first.ID), a.waitTask(t, second.ID)
+	assert.Equal(t, done1.State, api.StateSucceeded)
+	assert.Equal(t, done2.State, api.StateSucceeded)
+	assert.Assert(t, !done2.Started.Before(done1.Finished), "the queued freeze started before the first ended")
+	// The session's job label names the job in the task and the sidecar.
+	assert.Equal(t, done2.Job, "4242")
+	b, err := os.ReadFile(done2.Archive.Sidecar)
+	assert.NilError(t, err)
+	assert.Check(t, is.Contains(string(b), `"job": "4242"`))
+}
+
+// TestDeadPodman: when the owner's Podman cannot be started or dies during
+// a freeze, the user is told so and nothing is left behind.
+func TestDeadPodman(t *testing.T) {
+	t.Run("cannot start", func(t *testing.T) {
+		a := newAgent(t, withKey("podman", `"/nonexistent/podman"`)).start()
+		ctr := session(t, alice, "echo x > /root/x")
+		r := a.cli(t, alice, "commit", "--wait", ctr)
+		assert.Equal(t, r.code, 1, "%s", r)
+		assert.Check(t, is.Contains(r.stderr, "cannot reach the Podman of "+alice))
+		r = a.cli(t, alice, "sessions")
+		assert.Equal(t, r.code, 1, "%s", r)
+		assert.Check(t, is.Contains(r.stderr, "cannot reach the Podman of "+alice))
+		assert.Check(t, is.Len(listDir(t, a.save), 0))
+	})
+	t.Run("dies during the commit", func(t *testing.T) {
+		a := newAgent(t).start()
+		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
+		c := a.client(t)
+		task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
+		assert.NilError(t, err)
+		poll.WaitOn(t, func(poll.LogT) poll.Result {
+			cur, err := c.Task(context.Background(), task.ID)
+			if err != nil || cur.Done() {
+				return poll.Error(fmt.Errorf("task ended early: %v %+v", err, cur))
+			}
+			if cur.Phase == api.PhaseCommitting {
+				return poll.Success()
+			}
+			return poll.Continue("phase %s", cur.Phase)
+		}, poll.WithTimeout(time.Minute), poll.WithDelay(20*time.Millisecond))
+		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
+		assert.NilError(t, err, "no transient podman service to kill: %s", out)
+
+		done := a.waitTask(t, task.ID)
+		assert.Equal(t, done.State, api.StateFailed)
+		assert.Check(t, is.Contains(done.Error, "podman commit"))
+		assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, alice)), 0))
+		// The next freeze starts a new service and works.
+		again, r := commitJSON(t, a, alice, ctr)
+		assert.Equal(t, again.State, api.StateSucceeded, "%s", r)
+	})
+}
+
+// TestAgentStoppedMidExport: SIGTERM (systemctl stop) during a freeze ends
+// it cleanly: the task says why, and no file is left, not even a
+// temporary one.
+func TestAgentStoppedMidExport(t *testing.T) {
+	a := newAgent(t).start()
+	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=400 2>/dev/null")
+	c := a.client(t)
+	task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
+	assert.NilError(t, err)
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		cur, err := c.Task(context.Background(), task.ID)
+		if err != nil || cur.Done() {
+			return poll.Error(fmt.Errorf("task ended early: %v %+v", err, cur))
+		}
+		if cur.Phase == api.PhaseExporting && cur.Progress.BytesWritten > 0 {
+			return poll.Success()
+		}
+		return poll.Continue("phase %s", cur.Phase)
+	}, poll.WithTimeout(3*time.Minute), poll.WithDelay(20*time.Millisecond))
+	a.stop()
+	assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, alice)), 0), "files left after a stop")
+
+	a.start()
+	got, err := a.client(t).Task(context.Background(), task.ID)
+	assert.NilError(t, err)
+	assert.Equal(t, got.State, api.StateFailed)
+	assert.Check(t, is.Contains(got.Error, "agent was stopped"))
+	assert.Equal(t, podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID), "")
 }
