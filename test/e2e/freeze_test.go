@@ -451,3 +451,21 @@ func TestAgentStoppedMidExport(t *testing.T) {
 	assert.Check(t, is.Contains(got.Error, "agent was stopped"))
 	assert.Equal(t, podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID), "")
 }
+
+// TestKeepImageAndArchiveMode: with keep_image the frozen image stays in
+// the user's Podman under its name; archive_mode sets the files' mode.
+func TestKeepImageAndArchiveMode(t *testing.T) {
+	a := newAgent(t, withKey("keep_image", "true"), withKey("archive_mode", `"0600"`)).start()
+	ctr := session(t, alice, "echo kept > /root/k.txt")
+	task, r := commitJSON(t, a, alice, "--tag", "localhost/alice/kept:1", ctr)
+	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
+	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", "localhost/alice/kept:1") })
+
+	out := podman(t, alice, "run", "--rm", "--network=none", "localhost/alice/kept:1", "cat", "/root/k.txt")
+	assert.Equal(t, out, "kept")
+	for _, p := range []string{task.Archive.Path, task.Archive.Sidecar} {
+		fi, err := os.Stat(p)
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o600)), p)
+	}
+}
