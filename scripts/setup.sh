@@ -27,7 +27,7 @@ pkg_installed() {
 
 ensure_packages() {
     local want=(podman runc uidmap slirp4netns fuse-overlayfs busybox-static pigz gcc make
-                ca-certificates jq)
+                ca-certificates jq procps gzip)
     local missing=() p
     for p in "${want[@]}"; do
         pkg_installed "$p" || missing+=("$p")
