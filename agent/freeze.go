@@ -63,7 +63,11 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	}
 	name := strings.TrimPrefix(ctr.Name, "/")
 	if !policy.Safe(name) {
-		name = ctr.ID[:12]
+		name = ctr.ID[:min(len(ctr.ID), 12)]
+	}
+	state := ""
+	if ctr.State != nil {
+		state = ctr.State.Status
 	}
 	now := time.Now().UTC()
 	image, err := imageName(req.Image, name, now)
@@ -116,7 +120,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	go func() {
 		defer a.wg.Done()
 		defer a.Activity.End()
-		a.run(rec, u, ctr.State.Status)
+		a.run(rec, u, state)
 	}()
 	return &cp, nil
 }
