@@ -42,10 +42,19 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 	cmd.Stdin = bytes.NewReader(in)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
-		// A helper never outlives the agent (the agent's restart
-		// recovery then removes what it left).
-		Pdeathsig: syscall.SIGKILL,
 	}
+	if spec.Op == export.OpExport {
+		// Reading the image store needs the owner's rootless namespace.
+		attr, env, err := u.NamespaceAttr()
+		if err != nil {
+			return err
+		}
+		cmd.SysProcAttr = attr
+		cmd.Env = append(cmd.Env, env...)
+	}
+	// A helper never outlives the agent (the agent's restart recovery then
+	// removes what it left).
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

@@ -22,11 +22,11 @@ const Command = "__export-helper"
 func Main(op string) int {
 	emit := Encoder(os.Stdout)
 	if op == OpExport {
-		// Enter the owner's rootless user namespace (as `podman unshare`
-		// does) so that the image store's files are readable. The parent
-		// re-runs this binary inside it, forwards stdio and exits with the
-		// child's status; in the child this returns at once. It must come
-		// before standard input is read: the child reads the spec.
+		// The agent normally starts the helper inside the owner's rootless
+		// user namespace already, and then this returns at once. Started
+		// as the plain user, it enters one (as `podman unshare` does): it
+		// re-runs this binary inside it, forwarding stdio, which is why it
+		// comes before the spec is read from standard input.
 		unshare.MaybeReexecUsingUserNamespace(false)
 	}
 	var spec Spec

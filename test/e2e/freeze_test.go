@@ -469,3 +469,36 @@ func TestKeepImageAndArchiveMode(t *testing.T) {
 		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o600)), p)
 	}
 }
+
+// TestSaveThroughSupplementaryGroup: a save location that the owner may
+// write only as a member of a project group (mode 2770, no access for
+// others) works, because the helper keeps the owner's groups.
+func TestSaveThroughSupplementaryGroup(t *testing.T) {
+	const group = "bcproject"
+	if out, err := rootCmd("getent", "group", group); err != nil {
+		out, err = rootCmd("groupadd", group)
+		assert.NilError(t, err, out)
+	}
+	out, err := rootCmd("usermod", "-aG", group, alice)
+	assert.NilError(t, err, out)
+
+	a := newAgent(t)
+	proj := filepath.Join(a.dir, "project")
+	assert.NilError(t, os.Mkdir(proj, 0o755))
+	out, err = rootCmd("sh", "-c", `chgrp "$0" "$1" && chmod 2770 "$1"`, group, proj)
+	assert.NilError(t, err, out)
+	withSaveRewrite(t, a, proj)
+	a.start()
+	ctr := session(t, alice, "echo team > /root/team.txt")
+
+	task, r := commitJSON(t, a, alice, ctr)
+	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
+	assert.Equal(t, filepath.Dir(filepath.Dir(task.Archive.Path)), proj)
+	img := loadArchive(t, alice, task.Archive.Path)
+	assert.Equal(t, podman(t, alice, "run", "--rm", "--network=none", img, "cat", "/root/team.txt"), "team")
+	// Bob, not in the group, is refused by the filesystem, and says so.
+	ctrBob := session(t, bob, "echo bob > /root/b.txt")
+	task, r = commitJSON(t, a, bob, ctrBob)
+	assert.Equal(t, task.State, api.StateFailed, "%s", r)
+	assert.Check(t, is.Contains(task.Error, "permission denied"))
+}
