@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -261,22 +260,7 @@ func TestConcurrentFreezeOfOneSession(t *testing.T) {
 func TestAgentKilledMidExport(t *testing.T) {
 	a := newAgent(t).start()
 	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=400 2>/dev/null")
-	c := a.client(t)
-	task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
-	assert.NilError(t, err)
-	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		cur, err := c.Task(context.Background(), task.ID)
-		if err != nil {
-			return poll.Error(err)
-		}
-		if cur.Done() {
-			return poll.Error(errors.New("the freeze ended before the agent could be killed: " + cur.State))
-		}
-		if cur.Phase == api.PhaseExporting && cur.Progress.BytesWritten > 0 {
-			return poll.Success()
-		}
-		return poll.Continue("phase %s, %d bytes", cur.Phase, cur.Progress.BytesWritten)
-	}, poll.WithTimeout(3*time.Minute), poll.WithDelay(20*time.Millisecond))
+	task := a.freezeUntil(t, alice, ctr, api.PhaseExporting)
 	a.kill()
 
 	dir := filepath.Join(a.save, alice)
@@ -291,7 +275,7 @@ func TestAgentKilledMidExport(t *testing.T) {
 	for _, n := range listDir(t, dir) {
 		assert.Assert(t, strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".partial"), "visible file after a crash: %s", n)
 	}
-	_, err = os.Stat(task.Archive.Path)
+	_, err := os.Stat(task.Archive.Path)
 	assert.Assert(t, os.IsNotExist(err), "final name exists after a crash")
 
 	a.start()
@@ -396,19 +380,7 @@ func TestDeadPodman(t *testing.T) {
 	t.Run("dies during the commit", func(t *testing.T) {
 		a := newAgent(t).start()
 		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
-		c := a.client(t)
-		task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
-		assert.NilError(t, err)
-		poll.WaitOn(t, func(poll.LogT) poll.Result {
-			cur, err := c.Task(context.Background(), task.ID)
-			if err != nil || cur.Done() {
-				return poll.Error(fmt.Errorf("task ended early: %v %+v", err, cur))
-			}
-			if cur.Phase == api.PhaseCommitting {
-				return poll.Success()
-			}
-			return poll.Continue("phase %s", cur.Phase)
-		}, poll.WithTimeout(time.Minute), poll.WithDelay(20*time.Millisecond))
+		task := a.freezeUntil(t, alice, ctr, api.PhaseCommitting)
 		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
 		assert.NilError(t, err, "no transient podman service to kill: %s", out)
 
@@ -428,19 +400,7 @@ func TestDeadPodman(t *testing.T) {
 func TestAgentStoppedMidExport(t *testing.T) {
 	a := newAgent(t).start()
 	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=400 2>/dev/null")
-	c := a.client(t)
-	task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: alice})
-	assert.NilError(t, err)
-	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		cur, err := c.Task(context.Background(), task.ID)
-		if err != nil || cur.Done() {
-			return poll.Error(fmt.Errorf("task ended early: %v %+v", err, cur))
-		}
-		if cur.Phase == api.PhaseExporting && cur.Progress.BytesWritten > 0 {
-			return poll.Success()
-		}
-		return poll.Continue("phase %s", cur.Phase)
-	}, poll.WithTimeout(3*time.Minute), poll.WithDelay(20*time.Millisecond))
+	task := a.freezeUntil(t, alice, ctr, api.PhaseExporting)
 	a.stop()
 	assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, alice)), 0), "files left after a stop")
 

@@ -292,6 +292,29 @@ func (a *agentProc) waitTask(t *testing.T, id string) *api.Task {
 	return task
 }
 
+// freezeUntil starts a freeze of who's container ctr and waits until it is
+// in phase (for exporting: with bytes written), to interrupt it there.
+func (a *agentProc) freezeUntil(t *testing.T, who, ctr, phase string) *api.Task {
+	t.Helper()
+	c := a.client(t)
+	task, err := c.Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: who})
+	assert.NilError(t, err)
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		cur, err := c.Task(context.Background(), task.ID)
+		if err != nil {
+			return poll.Error(err)
+		}
+		if cur.Done() {
+			return poll.Error(fmt.Errorf("the freeze ended before it could be interrupted: %s %s", cur.State, cur.Error))
+		}
+		if cur.Phase == phase && (phase != api.PhaseExporting || cur.Progress.BytesWritten > 0) {
+			return poll.Success()
+		}
+		return poll.Continue("phase %s, %d bytes written", cur.Phase, cur.Progress.BytesWritten)
+	}, poll.WithTimeout(3*time.Minute), poll.WithDelay(20*time.Millisecond))
+	return task
+}
+
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
