@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -78,6 +79,9 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 		}
 		onEvent(ev)
 	}
+	// A line too long for the scanner must not leave the helper blocked
+	// on a full pipe.
+	_, _ = io.Copy(io.Discard, out)
 	werr := cmd.Wait()
 	if failed != nil {
 		return failed

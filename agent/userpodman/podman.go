@@ -152,6 +152,16 @@ func (c *Connector) start(ctx context.Context, u *User, sock string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	// The log is created while the directory is still root's, so the
+	// user cannot have put anything in its place.
+	logf, err := os.OpenFile(filepath.Join(dir, "service.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	defer logf.Close()
+	if err := logf.Chown(u.UID, u.GID); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	if err := os.Chown(dir, u.UID, u.GID); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -165,12 +175,7 @@ func (c *Connector) start(ctx context.Context, u *User, sock string) error {
 		// service that other freezes of this user may still be using.
 		Setsid: true,
 	}
-	logf, err := os.OpenFile(filepath.Join(dir, "service.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
-	if err == nil {
-		defer logf.Close()
-		_ = logf.Chown(u.UID, u.GID)
-		cmd.Stdout, cmd.Stderr = logf, logf
-	}
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%w: start podman system service as %s: %v", ErrUnavailable, u.Name, err)
 	}
