@@ -35,16 +35,9 @@ func Create(dir *os.File, temp string, mode os.FileMode, level int) (*File, erro
 	if !ValidTemp(temp) {
 		return nil, fmt.Errorf("%w: bad temporary name %q", ErrUnsafePath, temp)
 	}
-	fd, err := unix.Openat(int(dir.Fd()), temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	f, err := createTemp(dir, temp, mode)
 	if err != nil {
-		return nil, fmt.Errorf("create %s in %s: %w", temp, dir.Name(), err)
-	}
-	f := os.NewFile(uintptr(fd), temp)
-	// The umask may have narrowed the mode; the site's archive_mode wins.
-	if err := f.Chmod(mode.Perm()); err != nil {
-		f.Close()
-		unix.Unlinkat(int(dir.Fd()), temp, 0)
-		return nil, fmt.Errorf("chmod %s: %w", temp, err)
+		return nil, err
 	}
 	a := &File{dir: dir, temp: temp, f: f, hash: sha256.New()}
 	a.count.w = io.MultiWriter(f, a.hash)
@@ -86,16 +79,7 @@ func (a *File) Commit(name string) (Result, error) {
 	}
 	err := a.gz.Close()
 	if err == nil {
-		err = a.f.Sync()
-	}
-	if cerr := a.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = renameNoReplace(a.dir, a.temp, name)
-	}
-	if err == nil {
-		err = a.dir.Sync()
+		err = publish(a.dir, a.f, name)
 	}
 	if err != nil {
 		a.Abort()
@@ -131,29 +115,55 @@ func WriteSidecar(dir *os.File, name string, mode os.FileMode, v any) error {
 	}
 	b = append(b, '\n')
 	temp := "." + name + ".partial"
-	fd, err := unix.Openat(int(dir.Fd()), temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	f, err := createTemp(dir, temp, mode)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", temp, err)
+		return err
 	}
-	f := os.NewFile(uintptr(fd), temp)
 	_, err = f.Write(b)
 	if err == nil {
-		err = f.Chmod(mode.Perm())
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = renameNoReplace(dir, temp, name)
+		err = publish(dir, f, name)
+	} else {
+		f.Close()
 	}
 	if err != nil {
 		unix.Unlinkat(int(dir.Fd()), temp, 0)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	return dir.Sync()
+	return nil
+}
+
+// createTemp creates the temporary file temp in dir with exactly mode,
+// refusing to reuse or follow anything already there.
+func createTemp(dir *os.File, temp string, mode os.FileMode) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
+	if err != nil {
+		return nil, fmt.Errorf("create %s in %s: %w", temp, dir.Name(), err)
+	}
+	f := os.NewFile(uintptr(fd), temp)
+	// The umask may have narrowed the mode; the site's archive_mode wins.
+	if err := f.Chmod(mode.Perm()); err != nil {
+		f.Close()
+		unix.Unlinkat(int(dir.Fd()), temp, 0)
+		return nil, fmt.Errorf("chmod %s: %w", temp, err)
+	}
+	return f, nil
+}
+
+// publish syncs and closes the temporary file f, moves it to name without
+// replacing anything there, and syncs the directory. The caller removes
+// the temporary file if it fails.
+func publish(dir, f *os.File, name string) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = renameNoReplace(dir, f.Name(), name)
+	}
+	if err == nil {
+		err = dir.Sync()
+	}
+	return err
 }
 
 // Remove deletes name from dir if it is there (not following links).
