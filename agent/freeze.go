@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +97,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 		// freezes never meet under one temporary name.
 		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
 	}
-	rec.Archive = &api.Archive{Path: dir + "/" + file, Sidecar: dir + "/" + strings.TrimSuffix(file, ".tar.gz") + ".json"}
+	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, strings.TrimSuffix(file, ".tar.gz")+".json")}
 
 	a.mu.Lock()
 	if running, ok := a.busy[ctr.ID]; ok {
@@ -227,6 +228,8 @@ func (a *Agent) explain(err error, r *taskstore.Record) string {
 }
 
 func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.User, state string) error {
+	// Connect again rather than reuse the request's connection: a queued
+	// task may start after the transient service it saw has gone idle.
 	conn, err := a.connect(ctx, u)
 	if err != nil {
 		return err
@@ -272,8 +275,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
 	t1 := time.Now()
 	mode, _ := a.cfg.Mode()
-	file := r.Archive.Path[len(r.Dir)+1:]
-	sidecar := r.Archive.Sidecar[len(r.Dir)+1:]
+	file, sidecar := filepath.Base(r.Archive.Path), filepath.Base(r.Archive.Sidecar)
 	spec := export.Spec{
 		Op: export.OpExport, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
 		ImageID: imageID, RepoTag: r.Image,

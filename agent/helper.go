@@ -41,9 +41,6 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 	cmd.Dir = "/"
 	cmd.Env = u.Env()
 	cmd.Stdin = bytes.NewReader(in)
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
-	}
 	if spec.Op == export.OpExport {
 		// Reading the image store needs the owner's rootless namespace.
 		attr, env, err := u.NamespaceAttr()
@@ -52,6 +49,10 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 		}
 		cmd.SysProcAttr = attr
 		cmd.Env = append(cmd.Env, env...)
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
+		}
 	}
 	// A helper never outlives the agent (the agent's restart recovery then
 	// removes what it left).

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,11 +66,11 @@ func fileSHA256(t *testing.T, path string) string {
 
 func uidOf(t *testing.T, who string) uint32 {
 	t.Helper()
-	out := podman(t, who, "unshare", "id", "-u") // "0": only proves podman works
-	_ = out
-	var st syscall.Stat_t
-	assert.NilError(t, syscall.Stat("/home/"+who, &st))
-	return st.Uid
+	u, err := user.Lookup(who)
+	assert.NilError(t, err)
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	assert.NilError(t, err)
+	return uint32(uid)
 }
 
 func TestFreezeRunningSession(t *testing.T) {
@@ -82,7 +84,6 @@ func TestFreezeRunningSession(t *testing.T) {
 	assert.Equal(t, task.Owner, alice)
 	assert.Equal(t, task.Node, node)
 	assert.Equal(t, task.Image, "localhost/alice/analysis:v1")
-	assert.Assert(t, strings.HasPrefix(task.ID, ""), task.ID)
 	assert.Assert(t, strings.HasSuffix(task.ID, "."+node), "task ids name their node: %s", task.ID)
 	assert.Assert(t, task.Archive != nil)
 	path := task.Archive.Path
