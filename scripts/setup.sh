@@ -7,6 +7,7 @@
 #                                     their base image
 #   scripts/setup.sh user USER        create USER (with subuid/subgid) and its base image
 #   scripts/setup.sh base-image USER  build localhost/busybox:latest in USER's rootless Podman
+#   scripts/setup.sh cluster          start munged and the one-node Slurm cluster
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +28,7 @@ pkg_installed() {
 
 ensure_packages() {
     local want=(podman runc uidmap slirp4netns fuse-overlayfs busybox-static pigz gcc make
-                ca-certificates jq procps gzip)
+                ca-certificates jq procps gzip munge slurm-wlm docker-registry apache2-utils)
     local missing=() p
     for p in "${want[@]}"; do
         pkg_installed "$p" || missing+=("$p")
@@ -90,6 +91,91 @@ ensure_containers_conf() {
     mkdir -p /etc/containers
     install -m 0644 "$REPO/containers.conf.example" "$dst"
     log "$dst: installed from containers.conf.example"
+}
+
+# --- MUNGE and a one-node Slurm cluster ---------------------------------------------------
+munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
+
+ensure_munge() {
+    if munge_ok; then
+        log "munged: running"
+        return
+    fi
+    [[ -s /etc/munge/munge.key ]] || die "/etc/munge/munge.key missing (reinstall munge, or mungekey -c)"
+    mkdir -p /run/munge
+    chown munge: /run/munge
+    chmod 0755 /run/munge
+    runuser -u munge -- /usr/sbin/munged
+    local i
+    for i in $(seq 50); do
+        munge_ok && { log "munged: started"; return; }
+        sleep 0.1
+    done
+    die "munged does not answer (munge -n | unmunge failed)"
+}
+
+# The cluster's single node is this host under its short name, so SLURMD_NODENAME,
+# squeue's node list and the agent's default node name all agree.
+SLURM_CONF=/etc/slurm/slurm.conf
+SLURM_MARK="# baicommit test cluster (scripts/setup.sh)"
+SLURM_EPILOG=/etc/slurm/epilog.sh
+
+write_slurm_conf() {
+    local node cpus mem
+    node="$(hostname -s)"
+    cpus="$(nproc)"
+    mem="$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)"
+    cat >"$SLURM_CONF" <<CONF
+$SLURM_MARK
+ClusterName=baicommit
+SlurmctldHost=localhost
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+ReturnToService=2
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+Epilog=$SLURM_EPILOG
+PrologEpilogTimeout=180
+KillWait=10
+NodeName=$node CPUs=$cpus RealMemory=$mem State=UNKNOWN
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+CONF
+}
+
+ensure_slurm() {
+    if [[ -e "$SLURM_CONF" ]] && ! grep -qxF "$SLURM_MARK" "$SLURM_CONF"; then
+        log "$SLURM_CONF: a site configuration, left alone"
+    else
+        write_slurm_conf
+    fi
+    mkdir -p /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+    # Slurm runs the Epilog after every job: a missing one drains the node. Tests replace it.
+    if [[ ! -e "$SLURM_EPILOG" ]]; then
+        printf '#!/bin/sh\nexit 0\n' >"$SLURM_EPILOG"
+        chmod 0755 "$SLURM_EPILOG"
+    fi
+    pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld
+    pgrep -x slurmd >/dev/null || /usr/sbin/slurmd
+    local i node state
+    node="$(hostname -s)"
+    for i in $(seq 100); do
+        state="$(sinfo -h -n "$node" -o %T 2>/dev/null || true)"
+        case "$state" in
+            idle*|mixed*|allocated*) log "slurm: node $node $state"; return ;;
+            drain*|down*) scontrol update nodename="$node" state=resume 2>/dev/null || true ;;
+        esac
+        sleep 0.2
+    done
+    die "slurm: node $node is not idle (state '${state}'); see /var/log/slurm/"
 }
 
 # --- users ----------------------------------------------------------------------------
@@ -180,6 +266,8 @@ main_all() {
     ensure_go
     ensure_tun
     ensure_containers_conf
+    ensure_munge
+    ensure_slurm
     local u
     for u in "${TEST_USERS[@]}"; do
         ensure_user "$u"
@@ -198,10 +286,11 @@ case "${1:-all}" in
         ensure_user "$2"
         ensure_base_image "$2"
         ;;
+    cluster) ensure_munge; ensure_slurm ;;
     base-image)
         [[ $# -eq 2 ]] || die "usage: $0 base-image USER"
         ensure_base_image "$2"
         ;;
     -h|--help|help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' ;;
-    *) die "unknown command '$1' (try: all, user USER, base-image USER)" ;;
+    *) die "unknown command '$1' (try: all, user USER, base-image USER, cluster)" ;;
 esac
