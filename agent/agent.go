@@ -25,6 +25,9 @@ const Version = "0.1.0"
 type Caller struct {
 	UID  int
 	User *userpodman.User // nil if the uid has no account
+	// Manager says the request came through baicommit-manager, which
+	// proved UID to itself and signed the request with MUNGE.
+	Manager bool
 }
 
 func (c Caller) name() string {
@@ -39,7 +42,9 @@ type Agent struct {
 	cfg    Config
 	store  *taskstore.Store
 	podman *userpodman.Connector
-	log    *slog.Logger
+	// manager checks requests relayed by baicommit-manager.
+	manager *managerAuth
+	log     *slog.Logger
 	// helper is this binary, re-run as the owner for exports.
 	helper string
 	// Activity counts requests and tasks in flight, for the idle exit.
@@ -61,6 +66,10 @@ type Agent struct {
 // returns an agent ready to serve. helper is the path of the
 // baicommit-agent binary (normally os.Executable()).
 func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
+	manager, err := newManagerAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
 	store, err := taskstore.Open(cfg.StateDir, taskstore.LockTimeout)
 	if err != nil {
 		return nil, err
@@ -75,6 +84,7 @@ func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
 			Podman:      cfg.Podman,
 			Log:         log,
 		},
+		manager:  manager,
 		log:      log,
 		helper:   helper,
 		Activity: NewActivity(),

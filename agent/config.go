@@ -4,14 +4,12 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/baicommit/baicommit/policy"
-	"github.com/pelletier/go-toml/v2"
 )
 
 // Config is the agent's TOML configuration (see agent.toml.example).
@@ -35,23 +33,16 @@ type Config struct {
 	// wait, queued. Commits and compression are heavy on a node that is
 	// also running jobs.
 	MaxParallel int `toml:"max_parallel"`
+	// ManagerUser is the account baicommit-manager runs as. Requests on
+	// the agent's TCP listener must carry a fresh MUNGE credential made by
+	// this user; empty means the TCP listener refuses everything.
+	ManagerUser string `toml:"manager_user"`
+	// MungeSocket is munged's socket; empty means its default.
+	MungeSocket string `toml:"munge_socket"`
 }
 
 // Duration is a time.Duration written as "60s" in TOML.
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText writes the duration as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+type Duration = policy.Duration
 
 // DefaultConfig returns the configuration used for keys a file leaves out.
 func DefaultConfig() Config {
@@ -75,38 +66,11 @@ func DefaultConfig() Config {
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
 	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
-		}
-		defer f.Close()
-		dec := toml.NewDecoder(f).DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", path, tomlError(err))
+		if err := policy.LoadTOML(path, &cfg); err != nil {
+			return cfg, err
 		}
 	}
 	return cfg, cfg.Validate()
-}
-
-// tomlError names the key and line of a decoding error, which go-toml
-// keeps out of its Error().
-func tomlError(err error) error {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		var keys []string
-		for _, e := range strict.Errors {
-			row, _ := e.Position()
-			keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), row))
-		}
-		return fmt.Errorf("unknown key %s: %w", strings.Join(keys, ", "), err)
-	}
-	var dec *toml.DecodeError
-	if errors.As(err, &dec) {
-		// The key is not always known (a value's own parser failed); the
-		// quoted line always says where.
-		return fmt.Errorf("%w:\n%s", err, dec.String())
-	}
-	return err
 }
 
 // Validate checks the configuration.

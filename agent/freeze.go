@@ -34,6 +34,24 @@ const (
 	LabelTask            = "io.baicommit.task"
 )
 
+// placement returns the policy that places an archive: the agent's own, or
+// with the save path template the manager passed, which must still lead
+// below the agent's save_roots (Destination checks).
+func (a *Agent) placement(c Caller, savePath string) (*policy.Policy, error) {
+	p := a.cfg.Policy
+	if savePath == "" {
+		return &p, nil
+	}
+	if !c.Manager && c.UID != 0 {
+		return nil, userErr(KindForbidden, "save_path is set by the site (the manager or the agent's configuration), not per request")
+	}
+	if !filepath.IsAbs(savePath) || filepath.Clean(savePath) != savePath {
+		return nil, userErr(KindInvalid, "save_path %q must be a clean absolute path template", savePath)
+	}
+	p.SavePath = savePath
+	return &p, nil
+}
+
 // Freeze validates and authorizes req, records a task and starts it. It
 // returns the queued task; the work goes on in the background.
 func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*api.Task, error) {
@@ -78,7 +96,11 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	id := newTaskID(a.cfg.NodeName)
 	vars := policy.Vars{User: u.Name, UID: fmt.Sprint(u.UID), Node: a.cfg.NodeName, Job: req.Job,
 		Container: name[:min(len(name), 64)], Task: taskToken(id), Time: now}
-	dir, root, err := a.cfg.Destination(vars)
+	place, err := a.placement(c, req.SavePath)
+	if err != nil {
+		return nil, err
+	}
+	dir, root, err := place.Destination(vars)
 	if err != nil {
 		return nil, &Error{Kind: KindInvalid, Err: err, Msg: "cannot place the archive: " + err.Error()}
 	}

@@ -14,11 +14,16 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-type callerKey struct{}
+type (
+	callerKey struct{}
+	// tcpKey marks requests that came over TCP, where only the manager,
+	// proving itself with MUNGE, is answered.
+	tcpKey struct{}
+)
 
-// NewServer returns the HTTP server of the agent API. Callers are
-// identified by the peer credentials of their unix socket connection;
-// connections from anything else get 401.
+// NewServer returns the HTTP server of the agent API. Callers on a unix
+// socket are identified by its peer credentials; on TCP, every request must
+// carry the manager's MUNGE credential naming the user it acts for.
 func NewServer(a *Agent) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+api.RouteFreezes, a.handleFreeze)
@@ -35,6 +40,9 @@ func NewServer(a *Agent) *http.Server {
 
 // connContext records who is at the other end of a unix connection.
 func connContext(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(*net.TCPConn); ok {
+		return context.WithValue(ctx, tcpKey{}, true)
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return ctx
@@ -55,11 +63,20 @@ func (a *Agent) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.Activity.Begin()
 		defer a.Activity.End()
-		if _, ok := r.Context().Value(callerKey{}).(Caller); !ok {
-			writeError(w, userErr(KindUnauthorized, "the agent only answers local callers on its unix socket"))
+		if _, ok := r.Context().Value(callerKey{}).(Caller); ok {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		if r.Context().Value(tcpKey{}) == nil {
+			writeError(w, userErr(KindUnauthorized, "the agent only answers local callers on its unix socket and the manager on TCP"))
+			return
+		}
+		c, err := a.authManager(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }
 
@@ -67,7 +84,7 @@ func caller(r *http.Request) Caller { return r.Context().Value(callerKey{}).(Cal
 
 func (a *Agent) handleFreeze(w http.ResponseWriter, r *http.Request) {
 	var req api.FreezeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		writeError(w, userErr(KindInvalid, "bad request body: %v", err))

@@ -29,6 +29,10 @@ type FreezeRequest struct {
 	Image string `json:"image,omitempty"`
 	// Job is the Slurm job id the session belongs to, when known.
 	Job string `json:"job,omitempty"`
+	// SavePath is a site-wide save path template that the manager passes
+	// on; the agent accepts it only from the manager (or root) and only
+	// below its own save_roots. Empty means the agent's save_path.
+	SavePath string `json:"save_path,omitempty"`
 }
 
 // Task states.

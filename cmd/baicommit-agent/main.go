@@ -43,7 +43,8 @@ func main() {
 func run(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("baicommit-agent", flag.ContinueOnError)
 	config := fs.String("config", "/etc/baicommit/agent.toml", "configuration file (TOML)")
-	listen := fs.String("listen", "", "listen on unix:///PATH instead of the sockets systemd passes")
+	var listen listenFlag
+	fs.Var(&listen, "listen", "listen on unix:///PATH (local users) or tcp://HOST:PORT (the manager) instead of the sockets systemd passes; repeatable")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +52,7 @@ func run(log *slog.Logger, args []string) error {
 	if err != nil {
 		return err
 	}
-	lns, activated, err := listeners(*listen)
+	lns, activated, err := listeners(listen)
 	if err != nil {
 		return err
 	}
@@ -107,28 +108,30 @@ func shutdown(srv *http.Server) error {
 	return nil
 }
 
-// listeners returns the sockets to serve: the one named by --listen, or
-// those systemd (or systemd-socket-activate) passed.
-func listeners(listen string) ([]net.Listener, bool, error) {
-	if listen != "" {
-		u, err := url.Parse(listen)
-		if err != nil || u.Scheme != "unix" || u.Path == "" {
-			return nil, false, fmt.Errorf("--listen %q: want unix:///path/to.sock", listen)
+// listenFlag collects --listen addresses.
+type listenFlag []string
+
+func (l *listenFlag) String() string     { return fmt.Sprint([]string(*l)) }
+func (l *listenFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// listeners returns the sockets to serve: those named by --listen, or those
+// systemd (or systemd-socket-activate) passed. Which kind a socket is
+// decides how callers prove who they are: peer credentials on unix
+// sockets, the manager's MUNGE credential on TCP.
+func listeners(listen []string) ([]net.Listener, bool, error) {
+	if len(listen) > 0 {
+		var lns []net.Listener
+		for _, addr := range listen {
+			ln, err := listenOn(addr)
+			if err != nil {
+				for _, l := range lns {
+					l.Close()
+				}
+				return nil, false, err
+			}
+			lns = append(lns, ln)
 		}
-		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
-			return nil, false, err
-		}
-		_ = os.Remove(u.Path)
-		ln, err := net.Listen("unix", u.Path)
-		if err != nil {
-			return nil, false, err
-		}
-		// Everyone may connect: identity comes from SO_PEERCRED.
-		if err := os.Chmod(u.Path, 0o666); err != nil {
-			ln.Close()
-			return nil, false, err
-		}
-		return []net.Listener{ln}, false, nil
+		return lns, false, nil
 	}
 	lns, err := activation.Listeners()
 	if err != nil {
@@ -138,4 +141,31 @@ func listeners(listen string) ([]net.Listener, bool, error) {
 		return nil, false, errors.New("no socket: start me through baicommit-agent.socket or pass --listen unix:///PATH")
 	}
 	return lns, true, nil
+}
+
+func listenOn(addr string) (net.Listener, error) {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", addr, err)
+	}
+	switch {
+	case u.Scheme == "tcp" && u.Host != "":
+		return net.Listen("tcp", u.Host)
+	case u.Scheme == "unix" && u.Path != "":
+		if err := os.MkdirAll(filepath.Dir(u.Path), 0o755); err != nil {
+			return nil, err
+		}
+		_ = os.Remove(u.Path)
+		ln, err := net.Listen("unix", u.Path)
+		if err != nil {
+			return nil, err
+		}
+		// Everyone may connect: identity comes from SO_PEERCRED.
+		if err := os.Chmod(u.Path, 0o666); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		return ln, nil
+	}
+	return nil, fmt.Errorf("--listen %q: want unix:///path/to.sock or tcp://host:port", addr)
 }
