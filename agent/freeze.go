@@ -58,6 +58,9 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 	if !containerRE.MatchString(req.Container) {
 		return nil, userErr(KindInvalid, "%q is not a container name or id: use the NAME or CONTAINER ID that `baicommit sessions` shows", req.Container)
 	}
+	if req.Node != "" && req.Node != a.cfg.NodeName {
+		return nil, userErr(KindInvalid, "this is node %s, not %s", a.cfg.NodeName, req.Node)
+	}
 	if req.Job != "" && !jobRE.MatchString(req.Job) {
 		return nil, userErr(KindInvalid, "%q is not a Slurm job id (digits, or JOB_TASK for array jobs)", req.Job)
 	}

@@ -1,6 +1,8 @@
-// Package api defines the wire types of the baicommit agent's HTTP/JSON API
-// (version 1). The agent serves them under /v1 on its unix socket; the
-// client package and the CLI consume them.
+// Package api defines the wire types of baicommit's HTTP/JSON API
+// (version 1). The agent serves them under /v1 on its unix socket and, for
+// the manager, on TCP; baicommit-manager serves the same routes for the
+// whole cluster, plus RouteNodes. The client package and the CLI consume
+// them.
 package api
 
 import "time"
@@ -15,6 +17,18 @@ const (
 	RouteTask     = "/v1/tasks/"   // GET /v1/tasks/{id}: one task
 	RouteSessions = "/v1/sessions" // GET: the caller's containers ([]Session)
 	RouteVersion  = "/v1/version"  // GET: VersionInfo
+
+	// RouteNodes is the manager's: GET the nodes and their agents' health
+	// ([]NodeStatus).
+	RouteNodes = "/v1/nodes"
+)
+
+// Query parameters of RouteSessions on the manager (the agent reads only
+// QueryUser): whose sessions, and where to look.
+const (
+	QueryUser = "user"
+	QueryNode = "node"
+	QueryJob  = "job"
 )
 
 // FreezeRequest asks the agent to freeze one container.
@@ -33,6 +47,9 @@ type FreezeRequest struct {
 	// on; the agent accepts it only from the manager (or root) and only
 	// below its own save_roots. Empty means the agent's save_path.
 	SavePath string `json:"save_path,omitempty"`
+	// Node is the node that runs the container. The manager routes by it
+	// (or by Job); an agent refuses a request meant for another node.
+	Node string `json:"node,omitempty"`
 }
 
 // Task states.
@@ -147,6 +164,18 @@ type VersionInfo struct {
 	Running    int    `json:"running_tasks"`
 	CallerUID  int    `json:"caller_uid"`
 	CallerName string `json:"caller_name,omitempty"`
+}
+
+// NodeStatus is one node as the manager sees it.
+type NodeStatus struct {
+	Node string `json:"node"`
+	// Reachable says the node's agent answered; Error says why not.
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+	Version   string `json:"version,omitempty"`
+	Running   int    `json:"running_tasks"`
+	// LatencyMS is how long the agent took to answer, in milliseconds.
+	LatencyMS float64 `json:"latency_ms"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -37,13 +37,35 @@ const responseHeaderTimeout = time.Minute
 // server cannot make the client buffer without limit.
 const maxErrorBody = 1 << 20
 
-// Client is a client of one agent. It is safe for concurrent use.
+// Client is a client of one agent, or of baicommit-manager, which serves
+// the same API for the whole cluster. It is safe for concurrent use.
 type Client struct {
-	addr string // canonical address, for messages
-	base *url.URL
-	unix bool
-	http *http.Client
+	addr   string // canonical address, for messages
+	server string // "agent" or "manager", for messages
+	base   *url.URL
+	unix   bool
+	http   *http.Client
+	sign   Signer
+	warn   func(string)
 }
+
+// Signer adds proof of the caller's identity to a request whose body is
+// body, e.g. a MUNGE credential bound to it. An agent on its unix socket
+// needs none: it asks the kernel who is calling.
+type Signer func(ctx context.Context, req *http.Request, body []byte) error
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithSigner signs every request with s.
+func WithSigner(s Signer) Option { return func(c *Client) { c.sign = s } }
+
+// WithManager says the address is baicommit-manager's, for messages.
+func WithManager() Option { return func(c *Client) { c.server = "manager" } }
+
+// WithWarnings passes each Warning header of an answer to f; the manager
+// uses them to say a list is missing nodes that did not answer.
+func WithWarnings(f func(string)) Option { return func(c *Client) { c.warn = f } }
 
 // New returns a client of the agent at addr, which is one of
 //
@@ -52,7 +74,19 @@ type Client struct {
 //	http://host:port             (or https://, e.g. for a forwarded socket)
 //
 // New does not connect; the first request does.
-func New(addr string) (*Client, error) {
+func New(addr string, opts ...Option) (*Client, error) {
+	c, err := newClient(addr)
+	if err != nil {
+		return nil, err
+	}
+	c.server = "agent"
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+func newClient(addr string) (*Client, error) {
 	addr = strings.TrimSpace(addr)
 	switch {
 	case addr == "":
@@ -159,6 +193,48 @@ func (c *Client) Sessions(ctx context.Context) ([]api.Session, error) {
 	return ss, nil
 }
 
+// SessionQuery narrows a session listing. On an agent only User counts;
+// the manager looks on Node, or on the nodes of Job, or else on every node
+// where the user has a running job.
+type SessionQuery struct {
+	User, Node, Job string
+}
+
+// SessionsOf returns the sessions q selects. Like Sessions, it returns an
+// empty, non-nil slice when there are none.
+func (c *Client) SessionsOf(ctx context.Context, q SessionQuery) ([]api.Session, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{api.QueryUser: q.User, api.QueryNode: q.Node, api.QueryJob: q.Job} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	route := api.RouteSessions
+	if len(v) > 0 {
+		route += "?" + v.Encode()
+	}
+	ss := []api.Session{}
+	if err := c.do(ctx, http.MethodGet, route, nil, &ss, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if ss == nil {
+		ss = []api.Session{}
+	}
+	return ss, nil
+}
+
+// Nodes returns the nodes a manager routes to, with their agents' health.
+func (c *Client) Nodes(ctx context.Context) ([]api.NodeStatus, error) {
+	ns := []api.NodeStatus{}
+	if err := c.do(ctx, http.MethodGet, api.RouteNodes, nil, &ns, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if ns == nil {
+		ns = []api.NodeStatus{}
+	}
+	return ns, nil
+}
+
 // Version returns the agent's version and who it thinks the caller is.
 func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
 	var v api.VersionInfo
@@ -173,12 +249,13 @@ func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
 // *APIError for non-2xx answers.
 func (c *Client) do(ctx context.Context, method, route string, in, out any, ok ...int) error {
 	var body io.Reader
+	var raw []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encoding request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body, raw = bytes.NewReader(b), b
 	}
 	// route is already escaped (a task id goes through url.PathEscape), so
 	// join strings rather than setting URL.Path, which would escape it again.
@@ -190,23 +267,33 @@ func (c *Client) do(ctx context.Context, method, route string, in, out any, ok .
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.sign != nil {
+		if err := c.sign(ctx, req, raw); err != nil {
+			return fmt.Errorf("proving who you are to the baicommit %s: %w", c.server, err)
+		}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
+	if c.warn != nil {
+		for _, w := range resp.Header.Values("Warning") {
+			c.warn(w)
+		}
+	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return decodeAPIError(resp)
 	}
 	if !statusIn(resp.StatusCode, ok) {
-		return fmt.Errorf("unexpected answer from the baicommit agent at %s to %s %s: %s", c.addr, method, route, resp.Status)
+		return fmt.Errorf("unexpected answer from the baicommit %s at %s to %s %s: %s", c.server, c.addr, method, route, resp.Status)
 	}
 	if out == nil {
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("decoding the agent's answer to %s %s: %w", method, route, err)
+		return fmt.Errorf("decoding the %s's answer to %s %s: %w", c.server, method, route, err)
 	}
 	return nil
 }

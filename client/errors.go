@@ -66,7 +66,9 @@ func firstLine(s string) string {
 // to check; Unwrap gives the dial error, so errors.Is(err, syscall.ENOENT)
 // and friends work.
 type UnreachableError struct {
-	// Addr is the agent address that was dialled.
+	// Server is "agent" or "manager".
+	Server string
+	// Addr is the address that was dialled.
 	Addr string
 	// Hint says what the user should check.
 	Hint string
@@ -76,7 +78,7 @@ type UnreachableError struct {
 
 // Error says the agent cannot be reached, what to check, and why.
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot reach the baicommit agent at %s: %s (%v)", e.Addr, e.Hint, e.Err)
+	return fmt.Sprintf("cannot reach the baicommit %s at %s: %s (%v)", or(e.Server, "agent"), e.Addr, e.Hint, e.Err)
 }
 
 // Unwrap returns the dial error.
@@ -88,11 +90,11 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	// A cancelled or expired context is the caller's doing, not the agent's:
 	// report it plainly so callers can test for it with errors.Is.
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return fmt.Errorf("talking to the baicommit agent at %s: %w", c.addr, ctxErr)
+		return fmt.Errorf("talking to the baicommit %s at %s: %w", c.server, c.addr, ctxErr)
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return &UnreachableError{Addr: c.addr, Hint: c.dialHint(opErr.Err), Err: opErr.Err}
+		return &UnreachableError{Server: c.server, Addr: c.addr, Hint: c.dialHint(opErr.Err), Err: opErr.Err}
 	}
 	// Drop url.Error's `Get "http://baicommit-agent/v1/…":` prefix: the
 	// made-up host of unix-socket requests would only confuse.
@@ -101,9 +103,9 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 		err = uErr.Err
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
-		return fmt.Errorf("the baicommit agent at %s closed the connection without answering; it may have crashed or restarted (see journalctl -u baicommit-agent): %w", c.addr, err)
+		return fmt.Errorf("the baicommit %s at %s closed the connection without answering; it may have crashed or restarted (see journalctl -u baicommit-%s): %w", c.server, c.addr, c.server, err)
 	}
-	return fmt.Errorf("talking to the baicommit agent at %s: %w", c.addr, err)
+	return fmt.Errorf("talking to the baicommit %s at %s: %w", c.server, c.addr, err)
 }
 
 // dialHint picks the advice that fits a dial error.
@@ -115,7 +117,16 @@ func (c *Client) dialHint(err error) string {
 		// Missing socket or nothing listening: with socket activation the
 		// socket exists as long as the unit is enabled and started.
 		return "is baicommit-agent.socket enabled on this node?"
+	case c.server == "manager":
+		return "is baicommit-manager running, and is the --manager URL (or BAICOMMIT_MANAGER) right?"
 	default:
 		return "is the agent running, and is the address right?"
 	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

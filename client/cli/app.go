@@ -54,6 +54,11 @@ func (e *env) app() *ucli.App {
 				EnvVars: []string{EnvAgent},
 				Value:   client.DefaultAddr,
 			},
+			&ucli.StringFlag{
+				Name:    "manager",
+				Usage:   "baicommit-manager `URL` (http(s)://host:port); default from " + DefaultClientConfig + "; without one, the node's agent is asked",
+				EnvVars: []string{EnvManager},
+			},
 		},
 		Commands: []*ucli.Command{
 			e.commitCommand(),
@@ -61,6 +66,7 @@ func (e *env) app() *ucli.App {
 			e.listCommand(),
 			e.sessionsCommand(),
 			e.versionCommand(),
+			e.nodesCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.
@@ -88,9 +94,4 @@ func onUsageError(c *ucli.Context, err error, isSubcommand bool) error {
 		cmd = c.Command.Name
 	}
 	return &usageError{cmd: cmd, msg: err.Error()}
-}
-
-// newClient returns a client of the agent the --agent flag names.
-func newClient(c *ucli.Context) (*client.Client, error) {
-	return client.New(c.String("agent"))
 }

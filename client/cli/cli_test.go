@@ -265,7 +265,7 @@ func TestSessions(t *testing.T) {
 	addr := fakeAgent(t, map[string]http.HandlerFunc{
 		"GET " + api.RouteSessions: func(w http.ResponseWriter, r *http.Request) {
 			reply(w, http.StatusOK, []api.Session{
-				{ID: "0123456789abcdef0123", Name: "box", State: "running", Image: "ubuntu:24.04", Task: "t1", Created: now.Add(-2 * time.Hour)},
+				{ID: "0123456789abcdef0123", Name: "box", State: "running", Image: "ubuntu:24.04", Node: "n1", Job: "42", Task: "t1", Created: now.Add(-2 * time.Hour)},
 				{ID: "fedcba9876543210", Name: "other", State: "exited", Image: "alpine", Created: now.Add(-3 * 24 * time.Hour)},
 			})
 		},
@@ -274,8 +274,8 @@ func TestSessions(t *testing.T) {
 	assert.Equal(t, r.code, 0, r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	assert.Assert(t, is.Len(lines, 3))
-	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[1]), " "), "0123456789ab box running ubuntu:24.04 t1 2 hours ago"))
-	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[2]), " "), "fedcba987654 other exited alpine - 3 days ago"))
+	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[1]), " "), "0123456789ab box running ubuntu:24.04 n1 42 t1 2 hours ago"))
+	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[2]), " "), "fedcba987654 other exited alpine - - - 3 days ago"))
 }
 
 func TestAgentUnreachable(t *testing.T) {

@@ -26,7 +26,8 @@ func (e *env) commitCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "json", Usage: "print the task (the final one with --wait) as JSON"},
 			&ucli.StringFlag{Name: "tag", Aliases: []string{"t"}, Usage: "name the frozen image `NAME:TAG` (default localhost/baicommit/CONTAINER:TIMESTAMP)"},
 			&ucli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "freeze a container of `USER` (name or uid; needs the right to)"},
-			&ucli.StringFlag{Name: "job", Usage: "record the Slurm `JOBID` the container belongs to"},
+			&ucli.StringFlag{Name: "job", Usage: "the Slurm `JOBID` the container belongs to (with --manager, also where it runs)"},
+			&ucli.StringFlag{Name: "node", Usage: "with --manager: the `NODE` the container runs on"},
 		},
 		OnUsageError: onUsageError,
 		Action:       e.commit,
@@ -48,6 +49,7 @@ func (e *env) commit(c *ucli.Context) error {
 		User:      c.String("user"),
 		Image:     c.String("tag"),
 		Job:       c.String("job"),
+		Node:      c.String("node"),
 	})
 	if err != nil {
 		return err

@@ -19,6 +19,9 @@ type query[T any] struct {
 	jsonHelp string
 	fetch    func(*client.Client, context.Context) (T, error)
 	print    func(e *env, cl *client.Client, v T) error
+	// flags and fetchWith, when set, add flags that fetchWith reads.
+	flags     []ucli.Flag
+	fetchWith func(*ucli.Context, *client.Client) (T, error)
 }
 
 func (q query[T]) command(e *env) *ucli.Command {
@@ -26,7 +29,7 @@ func (q query[T]) command(e *env) *ucli.Command {
 		Name:         q.name,
 		Aliases:      q.aliases,
 		Usage:        q.usage,
-		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: q.jsonHelp}},
+		Flags:        append([]ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: q.jsonHelp}}, q.flags...),
 		OnUsageError: onUsageError,
 		Action: func(c *ucli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -36,7 +39,12 @@ func (q query[T]) command(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			v, err := q.fetch(cl, c.Context)
+			var v T
+			if q.fetchWith != nil {
+				v, err = q.fetchWith(c, cl)
+			} else {
+				v, err = q.fetch(cl, c.Context)
+			}
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,206 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/munge"
+)
+
+// Version is the manager's version.
+const Version = "0.1.0"
+
+// Slurm is what the manager asks the cluster.
+type Slurm interface {
+	Job(ctx context.Context, id string) (*slurm.Job, error)
+	UserNodes(ctx context.Context, user string) ([]string, error)
+	Nodes(ctx context.Context) ([]string, error)
+}
+
+// Manager serves the cluster-wide API.
+type Manager struct {
+	cfg     Config
+	log     *slog.Logger
+	munge   munge.Codec
+	slurm   Slurm
+	agents  *http.Client
+	metrics *metrics
+}
+
+// New returns a manager for cfg. slurm may be nil for the Slurm commands
+// in cfg.SlurmBinDir.
+func New(cfg Config, s Slurm, log *slog.Logger) *Manager {
+	if s == nil {
+		s = slurm.Commands{BinDir: cfg.SlurmBinDir}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Many users' requests go to few agents: keep connections to each.
+	tr.MaxIdleConnsPerHost = 32
+	return &Manager{
+		cfg:     cfg,
+		log:     log,
+		munge:   munge.Codec{Socket: cfg.MungeSocket},
+		slurm:   s,
+		agents:  &http.Client{Transport: tr, Timeout: cfg.AgentTimeout.Duration},
+		metrics: newMetrics(),
+	}
+}
+
+// Identity is a user the manager has authenticated.
+type Identity struct {
+	UID    int
+	Name   string
+	Groups []string
+	Admin  bool
+}
+
+// maxRequestBody bounds what the manager reads of a request body.
+const maxRequestBody = 64 << 10
+
+// authenticate proves who sent r from its MUNGE credential, which must have
+// been made for exactly this request and is good only once.
+func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
+	cred, b, err := m.munge.Verify(r.Context(), r, maxRequestBody)
+	switch {
+	case munge.IsUnavailable(err):
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot check credentials: " + err.Error()}
+	case errors.Is(err, munge.ErrNoCredential):
+		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "who are you? " + err.Error() + "; the baicommit CLI sends one for you"}
+	case err != nil:
+		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "refused: " + err.Error()}
+	}
+	if b.As != "" {
+		// Only agents accept acting for someone else, and only from us.
+		return nil, userErr(KindUnauthorized, "refused: a user's credential cannot act for another user")
+	}
+	u, err := user.LookupId(strconv.Itoa(cred.UID))
+	if err != nil {
+		return nil, userErr(KindForbidden, "uid %d has no account here", cred.UID)
+	}
+	id := &Identity{UID: cred.UID, Name: u.Username}
+	if gids, err := u.GroupIds(); err == nil {
+		for _, gid := range gids {
+			if g, err := user.LookupGroupId(gid); err == nil {
+				id.Groups = append(id.Groups, g.Name)
+			}
+		}
+	}
+	id.Admin = cred.UID == 0 || slices.Contains(m.cfg.Admins, id.Name) ||
+		slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(m.cfg.AdminGroups, g) })
+	return id, nil
+}
+
+// mayActFor checks that id may act on owner's sessions.
+func (id *Identity) mayActFor(owner string) error {
+	if owner == "" || owner == id.Name || owner == strconv.Itoa(id.UID) || id.Admin {
+		return nil
+	}
+	return userErr(KindForbidden, "the sessions of %s are not yours: only %s or a baicommit admin may act on them", owner, owner)
+}
+
+// nodes returns the nodes with agents.
+func (m *Manager) nodes(ctx context.Context) ([]string, error) {
+	if len(m.cfg.Nodes) > 0 {
+		return m.cfg.Nodes, nil
+	}
+	if len(m.cfg.Agents) > 0 {
+		ns := make([]string, 0, len(m.cfg.Agents))
+		for n := range m.cfg.Agents {
+			ns = append(ns, n)
+		}
+		slices.Sort(ns)
+		return ns, nil
+	}
+	ns, err := m.slurm.Nodes(ctx)
+	if err != nil {
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "cannot list the cluster's nodes: " + err.Error()}
+	}
+	return ns, nil
+}
+
+// agentURL returns the URL of node's agent, or a 404 for a node the
+// manager does not serve.
+func (m *Manager) agentURL(ctx context.Context, node string) (string, error) {
+	if !nodeRE.MatchString(node) {
+		return "", userErr(KindInvalid, "%q is not a node name", node)
+	}
+	if u, ok := m.cfg.Agents[node]; ok {
+		return strings.TrimRight(u, "/"), nil
+	}
+	known, err := m.nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(known, node) {
+		return "", userErr(KindNotFound, "no node %q here (see `baicommit nodes`)", node)
+	}
+	return strings.TrimRight(strings.ReplaceAll(m.cfg.AgentURL, "{node}", node), "/"), nil
+}
+
+// reply is an agent's answer, relayed as is.
+type reply struct {
+	status int
+	body   []byte
+}
+
+// maxAgentAnswer bounds what the manager reads of one agent answer.
+const maxAgentAnswer = 8 << 20
+
+// callAgent sends one request to node's agent, acting for uid, signed with
+// the manager's MUNGE credential bound to it.
+func (m *Manager) callAgent(ctx context.Context, node, method, target string, body []byte, uid int) (*reply, error) {
+	base, err := m.agentURL(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+target, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("building the request to node %s: %w", node, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if err := m.munge.Sign(ctx, req, body, strconv.Itoa(uid), munge.EncodeOptions{TTL: time.Minute}); err != nil {
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot sign its request to node " + node + ": " + err.Error()}
+	}
+	t0 := time.Now()
+	resp, err := m.agents.Do(req)
+	if err != nil {
+		m.metrics.agentUp.WithLabelValues(node).Set(0)
+		return nil, m.agentError(ctx, node, err)
+	}
+	defer resp.Body.Close()
+	b, err := readAll(resp.Body, maxAgentAnswer)
+	if err != nil {
+		m.metrics.agentUp.WithLabelValues(node).Set(0)
+		return nil, m.agentError(ctx, node, err)
+	}
+	m.metrics.agentUp.WithLabelValues(node).Set(1)
+	m.metrics.agentSeconds.WithLabelValues(node).Observe(time.Since(t0).Seconds())
+	return &reply{status: resp.StatusCode, body: b}, nil
+}
+
+// agentError says whether an agent could not be reached (502) or did not
+// answer in time (504), naming the node.
+func (m *Manager) agentError(ctx context.Context, node string, err error) error {
+	m.log.Warn("agent request failed", "node", node, "err", err)
+	if ctx.Err() != nil {
+		return fmt.Errorf("request to node %s abandoned: %w", node, ctx.Err())
+	}
+	var to interface{ Timeout() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &to) && to.Timeout()) {
+		return &Error{Kind: KindTimeout, Err: err, Msg: fmt.Sprintf("the agent of node %s did not answer within %s", node, m.cfg.AgentTimeout.Duration)}
+	}
+	return &Error{Kind: KindBadGateway, Err: err, Msg: fmt.Sprintf("cannot reach the agent of node %s: %v", node, unwrapURL(err))}
+}

@@ -1,0 +1,411 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/manager/slurm"
+)
+
+// Routes of the manager's own, next to the API routes it shares with agents.
+const (
+	RouteHealth  = "/healthz"
+	RouteMetrics = "/metrics"
+)
+
+// Handler returns the manager's HTTP handler.
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+api.RouteFreezes, m.authed(m.handleFreeze))
+	mux.HandleFunc("GET "+api.RouteTasks, m.authed(m.handleTasks))
+	mux.HandleFunc("GET "+api.RouteTask+"{id}", m.authed(m.handleTask))
+	mux.HandleFunc("GET "+api.RouteSessions, m.authed(m.handleSessions))
+	mux.HandleFunc("GET "+api.RouteNodes, m.authed(m.handleNodes))
+	mux.HandleFunc("GET "+api.RouteVersion, m.authed(m.handleVersion))
+	mux.HandleFunc("GET "+RouteHealth, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET "+RouteMetrics, m.metrics.handler())
+	return m.metrics.instrument(mux)
+}
+
+// NewServer returns the manager's HTTP server (without its listener).
+func (m *Manager) NewServer() *http.Server {
+	return &http.Server{
+		Handler:           m.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, id *Identity)
+
+// authed authenticates every request before its handler runs.
+func (m *Manager) authed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := m.authenticate(r)
+		if err != nil {
+			m.log.Info("request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", Status(err), "err", err)
+			m.writeError(w, err)
+			return
+		}
+		h(w, r, id)
+	}
+}
+
+// handleFreeze relays a freeze to the node that runs the session: users
+// say where it runs (node or job), the site says where archives go.
+func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Identity) {
+	var req api.FreezeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		m.writeError(w, userErr(KindInvalid, "bad request body: %v", err))
+		return
+	}
+	if req.SavePath != "" {
+		m.writeError(w, userErr(KindForbidden, "save_path is set by the site, not per request"))
+		return
+	}
+	if err := id.mayActFor(req.User); err != nil {
+		m.refused(w, err)
+		return
+	}
+	node, err := m.placeFreeze(r.Context(), id, &req)
+	if err != nil {
+		m.refused(w, err)
+		return
+	}
+	req.Node, req.SavePath = node, m.cfg.SavePath
+	body, err := json.Marshal(req)
+	if err != nil {
+		m.writeError(w, err)
+		return
+	}
+	rep, err := m.callAgent(r.Context(), node, http.MethodPost, api.RouteFreezes, body, id.UID)
+	if err != nil {
+		m.refused(w, err)
+		return
+	}
+	if rep.status == http.StatusAccepted {
+		m.metrics.freezes.WithLabelValues("started").Inc()
+	} else {
+		m.metrics.freezes.WithLabelValues("refused").Inc()
+	}
+	m.log.Info("freeze relayed", "user", id.Name, "node", node, "container", req.Container, "job", req.Job, "status", rep.status)
+	relay(w, rep)
+}
+
+func (m *Manager) refused(w http.ResponseWriter, err error) {
+	m.metrics.freezes.WithLabelValues("refused").Inc()
+	m.writeError(w, err)
+}
+
+// placeFreeze finds the node that runs the session: the one named, or the
+// job's (which must be the caller's, unless they are an admin).
+func (m *Manager) placeFreeze(ctx context.Context, id *Identity, req *api.FreezeRequest) (string, error) {
+	if req.Job == "" {
+		if req.Node == "" {
+			return "", userErr(KindInvalid, "say where the session runs: --node NODE or --job JOBID")
+		}
+		return req.Node, nil
+	}
+	job, err := m.job(ctx, id, req.Job, req.User)
+	if err != nil {
+		return "", err
+	}
+	if req.User == "" && job.User != id.Name {
+		// An admin naming someone else's job means its owner's session.
+		req.User = job.User
+	}
+	switch {
+	case req.Node != "":
+		if !slices.Contains(job.Nodes, req.Node) {
+			return "", userErr(KindInvalid, "job %s does not run on node %s (it runs on %s)", job.ID, req.Node, strings.Join(job.Nodes, ","))
+		}
+		return req.Node, nil
+	case len(job.Nodes) == 0:
+		return "", userErr(KindInvalid, "job %s has no node yet (it is %s)", job.ID, strings.ToLower(job.State))
+	case len(job.Nodes) == 1:
+		return job.Nodes[0], nil
+	}
+	// Several nodes: the one whose agent lists the container.
+	owner := req.User
+	if owner == "" {
+		owner = id.Name
+	}
+	found := fanOut(ctx, job.Nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+		return getJSON[[]api.Session](ctx, m, node, api.RouteSessions+"?"+url.Values{api.QueryUser: {owner}}.Encode(), id.UID)
+	})
+	for _, f := range found {
+		for _, s := range f.val {
+			if s.Name == req.Container || strings.HasPrefix(s.ID, req.Container) {
+				return f.node, nil
+			}
+		}
+	}
+	return "", userErr(KindNotFound, "no container %q of %s on the nodes of job %s (%s); name one with --node", req.Container, owner, job.ID, strings.Join(job.Nodes, ","))
+}
+
+// job asks Slurm for a job and checks the caller may act on it.
+func (m *Manager) job(ctx context.Context, id *Identity, jobID, owner string) (*slurm.Job, error) {
+	job, err := m.slurm.Job(ctx, jobID)
+	switch {
+	case errors.Is(err, slurm.ErrNoJob):
+		return nil, userErr(KindNotFound, "Slurm lists no running job %s: it has ended or never existed; name the node with --node", jobID)
+	case errors.Is(err, slurm.ErrUnavailable):
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "cannot ask Slurm where job " + jobID + " runs: " + err.Error() + "; name the node with --node"}
+	case err != nil:
+		return nil, userErr(KindInvalid, "%v", err)
+	}
+	if job.User != id.Name && !id.Admin {
+		return nil, userErr(KindForbidden, "job %s is %s's, not yours", jobID, job.User)
+	}
+	if owner != "" && owner != job.User {
+		return nil, userErr(KindInvalid, "job %s is %s's, not %s's", jobID, job.User, owner)
+	}
+	return job, nil
+}
+
+func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identity) {
+	tid := r.PathValue("id")
+	_, node, ok := strings.Cut(tid, ".")
+	if !ok || node == "" {
+		m.writeError(w, userErr(KindInvalid, "%q is not a task id (they look like 3f9a1c2b7d4e.node01)", tid))
+		return
+	}
+	rep, err := m.callAgent(r.Context(), node, http.MethodGet, api.RouteTask+url.PathEscape(tid), nil, id.UID)
+	if err != nil {
+		m.writeError(w, err)
+		return
+	}
+	if rep.status == http.StatusOK {
+		var t api.Task
+		if json.Unmarshal(rep.body, &t) == nil {
+			m.metrics.observe(&t)
+		}
+	}
+	relay(w, rep)
+}
+
+func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identity) {
+	nodes, err := m.nodes(r.Context())
+	if err != nil {
+		m.writeError(w, err)
+		return
+	}
+	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Task, error) {
+		return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
+	})
+	all := []api.Task{}
+	for _, f := range res {
+		if f.err != nil {
+			warn(w, f.node, f.err)
+			continue
+		}
+		all = append(all, f.val...)
+	}
+	slices.SortStableFunc(all, func(a, b api.Task) int { return b.Created.Compare(a.Created) })
+	for i := range all {
+		m.metrics.observe(&all[i])
+	}
+	writeJSON(w, http.StatusOK, all)
+}
+
+func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Identity) {
+	q := r.URL.Query()
+	owner := q.Get(api.QueryUser)
+	if err := id.mayActFor(owner); err != nil {
+		m.writeError(w, err)
+		return
+	}
+	if owner == "" {
+		owner = id.Name
+	}
+	var nodes []string
+	switch {
+	case q.Get(api.QueryNode) != "":
+		nodes = []string{q.Get(api.QueryNode)}
+	case q.Get(api.QueryJob) != "":
+		job, err := m.job(r.Context(), id, q.Get(api.QueryJob), q.Get(api.QueryUser))
+		if err != nil {
+			m.writeError(w, err)
+			return
+		}
+		owner, nodes = job.User, job.Nodes
+	default:
+		ns, err := m.slurm.UserNodes(r.Context(), owner)
+		if err != nil {
+			m.writeError(w, &Error{Kind: KindUnavailable, Err: err,
+				Msg: "cannot ask Slurm where " + owner + " has jobs: " + err.Error() + "; name the node with --node"})
+			return
+		}
+		nodes = ns
+	}
+	target := api.RouteSessions + "?" + url.Values{api.QueryUser: {owner}}.Encode()
+	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+		return getJSON[[]api.Session](ctx, m, node, target, id.UID)
+	})
+	all := []api.Session{}
+	for _, f := range res {
+		if f.err != nil {
+			if len(nodes) == 1 {
+				// Asked of one node: its error is the answer.
+				m.writeError(w, f.err)
+				return
+			}
+			warn(w, f.node, f.err)
+			continue
+		}
+		all = append(all, f.val...)
+	}
+	writeJSON(w, http.StatusOK, all)
+}
+
+func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request, id *Identity) {
+	nodes, err := m.nodes(r.Context())
+	if err != nil {
+		m.writeError(w, err)
+		return
+	}
+	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) (api.NodeStatus, error) {
+		t0 := time.Now()
+		v, err := getJSON[api.VersionInfo](ctx, m, node, api.RouteVersion, id.UID)
+		st := api.NodeStatus{Node: node, LatencyMS: float64(time.Since(t0).Microseconds()) / 1000}
+		if err != nil {
+			st.Error = err.Error()
+			return st, nil
+		}
+		st.Reachable, st.Version, st.Running = true, v.Version, v.Running
+		return st, nil
+	})
+	out := make([]api.NodeStatus, 0, len(res))
+	for _, f := range res {
+		out = append(out, f.val)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (m *Manager) handleVersion(w http.ResponseWriter, _ *http.Request, id *Identity) {
+	writeJSON(w, http.StatusOK, api.VersionInfo{Version: Version, API: api.Version, Node: "manager", CallerUID: id.UID, CallerName: id.Name})
+}
+
+// result is one node's answer in a fan-out.
+type result[T any] struct {
+	node string
+	val  T
+	err  error
+}
+
+// fanOut asks every node at once and returns the answers in node order.
+func fanOut[T any](ctx context.Context, nodes []string, ask func(context.Context, string) (T, error)) []result[T] {
+	res := make([]result[T], len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := ask(ctx, n)
+			res[i] = result[T]{node: n, val: v, err: err}
+		}()
+	}
+	wg.Wait()
+	return res
+}
+
+// getJSON asks node's agent for target and decodes a 200 answer; other
+// answers become errors with the agent's message.
+func getJSON[T any](ctx context.Context, m *Manager, node, target string, uid int) (T, error) {
+	var v T
+	rep, err := m.callAgent(ctx, node, http.MethodGet, target, nil, uid)
+	if err != nil {
+		return v, err
+	}
+	if rep.status != http.StatusOK {
+		var e api.Error
+		_ = json.Unmarshal(rep.body, &e)
+		return v, &agentAnswer{node: node, status: rep.status, msg: e.Message}
+	}
+	if err := json.Unmarshal(rep.body, &v); err != nil {
+		return v, fmt.Errorf("node %s: undecodable answer: %w", node, err)
+	}
+	return v, nil
+}
+
+// agentAnswer is an agent's own error answer, kept with its status.
+type agentAnswer struct {
+	node   string
+	status int
+	msg    string
+}
+
+func (e *agentAnswer) Error() string { return "node " + e.node + ": " + e.msg }
+
+// warn adds a Warning header saying a node's part is missing.
+func warn(w http.ResponseWriter, node string, err error) {
+	msg := strings.NewReplacer(`"`, `'`, "\n", " ").Replace(err.Error())
+	if !strings.Contains(msg, node) {
+		msg = "node " + node + ": " + msg
+	}
+	w.Header().Add("Warning", `199 baicommit "`+msg+`"`)
+}
+
+// relay passes an agent's answer on unchanged.
+func relay(w http.ResponseWriter, rep *reply) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.status)
+	_, _ = w.Write(rep.body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (m *Manager) writeError(w http.ResponseWriter, err error) {
+	var aa *agentAnswer
+	if errors.As(err, &aa) {
+		writeJSON(w, aa.status, api.Error{Message: aa.msg})
+		return
+	}
+	body := api.Error{Message: err.Error()}
+	var e *Error
+	if !errors.As(err, &e) {
+		m.log.Error("internal error", "err", err)
+		body.Message = "internal error: " + err.Error()
+	}
+	writeJSON(w, Status(err), body)
+}
+
+// readAll reads at most max bytes of r.
+func readAll(r io.Reader, max int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("answer larger than %d bytes", max)
+	}
+	return b, err
+}
+
+// unwrapURL drops url.Error's "Get \"http://…\":" prefix, which repeats
+// what the message already says.
+func unwrapURL(err error) error {
+	var u *url.Error
+	if errors.As(err, &u) {
+		return u.Err
+	}
+	return err
+}
+
