@@ -408,4 +408,3 @@ func unwrapURL(err error) error {
 	}
 	return err
 }
-
