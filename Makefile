@@ -24,6 +24,7 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
+	CGO_ENABLED=1 $(GO) build -o bin/baicommit-manager ./cmd/baicommit-manager
 
 test:
 	bash scripts/test.sh

@@ -13,6 +13,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="localhost/busybox:latest"
 TEST_USERS=(bcalice bcbob)
+# The account baicommit-manager runs as in the tests (agents trust its MUNGE credentials).
+MANAGER_USER=bcmanager
 GO_MIN_MAJOR=1
 GO_MIN_MINOR=26
 
@@ -275,6 +277,10 @@ main_all() {
     for u in "${TEST_USERS[@]}"; do
         ensure_base_image "$u"
     done
+    if ! id -u "$MANAGER_USER" >/dev/null 2>&1; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin "$MANAGER_USER"
+        log "user $MANAGER_USER: created (system account for baicommit-manager)"
+    fi
     smoke_test "${TEST_USERS[0]}"
     log "done"
 }

@@ -43,10 +43,12 @@ else
     echo "ok"
 fi
 
-step "build (bin/baicommit, bin/baicommit-agent)"
+step "build (bin/baicommit, bin/baicommit-agent, bin/baicommit-manager)"
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/baicommit ./cmd/baicommit
 CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
+# cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs.
+CGO_ENABLED=1 go build -o bin/baicommit-manager ./cmd/baicommit-manager
 # For the end-to-end tests: binaries built once per run, with the tags above.
 export BAICOMMIT_BIN_DIR="$REPO/bin"
 ls -l bin/

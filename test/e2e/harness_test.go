@@ -36,7 +36,7 @@ const (
 )
 
 // bins holds the binaries under test, copied where every user can run them.
-var bins struct{ dir, agent, cli string }
+var bins struct{ dir, agent, cli, manager string }
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -71,8 +71,9 @@ func installBinaries(dir string) error {
 	bins.dir = dir
 	bins.agent = filepath.Join(dir, "baicommit-agent")
 	bins.cli = filepath.Join(dir, "baicommit")
+	bins.manager = filepath.Join(dir, "baicommit-manager")
 	if src := os.Getenv("BAICOMMIT_BIN_DIR"); src != "" {
-		for _, name := range []string{"baicommit-agent", "baicommit"} {
+		for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager"} {
 			if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {
 				return fmt.Errorf("install %s: %v: %s", name, err, out)
 			}
@@ -86,6 +87,7 @@ func installBinaries(dir string) error {
 	for _, b := range []struct{ out, pkg, tags string }{
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
 		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
+		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", ""},
 	} {
 		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -173,6 +175,8 @@ type agentProc struct {
 	cmd     *exec.Cmd
 	log     *lockedBuffer
 	done    chan struct{}
+	// listen are more --listen addresses, e.g. tcp://127.0.0.1:PORT.
+	listen []string
 }
 
 type agentOpt func(cfg map[string]string)
@@ -232,7 +236,11 @@ func newAgent(t *testing.T, opts ...agentOpt) *agentProc {
 func (a *agentProc) start() *agentProc {
 	a.t.Helper()
 	os.Remove(a.sock) // a killed agent leaves its socket file behind
-	a.cmd = exec.Command(bins.agent, "--config", a.cfgPath, "--listen", "unix://"+a.sock)
+	args := []string{"--config", a.cfgPath, "--listen", "unix://" + a.sock}
+	for _, l := range a.listen {
+		args = append(args, "--listen", l)
+	}
+	a.cmd = exec.Command(bins.agent, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	assert.NilError(a.t, a.cmd.Start())
 	a.done = make(chan struct{})
