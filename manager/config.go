@@ -28,7 +28,7 @@ type Config struct {
 	// AgentURL is the template of an agent's URL; {node} is the node name.
 	AgentURL string `toml:"agent_url"`
 	// Nodes lists the nodes that have agents. Empty means the keys of
-	// Agents, or else every node Slurm knows.
+	// Agents when that map is set, or else every node Slurm knows.
 	Nodes []string `toml:"nodes"`
 	// AgentTimeout bounds each request to an agent.
 	AgentTimeout policy.Duration `toml:"agent_timeout"`

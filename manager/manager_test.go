@@ -1,0 +1,227 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/manager/slurm"
+)
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		err  string
+	}{
+		{name: "default", edit: func(*Config) {}},
+		{name: "template without node", edit: func(c *Config) { c.AgentURL = "http://agent:7471" }, err: "must contain {node}"},
+		{name: "template not http", edit: func(c *Config) { c.AgentURL = "unix:///{node}" }, err: "want http://host:port"},
+		{name: "tls half", edit: func(c *Config) { c.TLSCert = "/c.pem" }, err: "tls_cert and tls_key"},
+		{name: "bad static node", edit: func(c *Config) { c.Agents = map[string]string{"../x": "http://a:1"} }, err: "not a node name"},
+		{name: "bad static url", edit: func(c *Config) { c.Agents = map[string]string{"n1": "ftp://a"} }, err: "agents.n1"},
+		{name: "relative save path", edit: func(c *Config) { c.SavePath = "scratch/{user}" }, err: "clean absolute"},
+		{name: "dotdot save path", edit: func(c *Config) { c.SavePath = "/scratch/../etc" }, err: "clean absolute"},
+		{name: "zero timeout", edit: func(c *Config) { c.AgentTimeout.Duration = 0 }, err: "agent_timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.err == "" {
+				assert.NilError(t, err)
+			} else {
+				assert.ErrorContains(t, err, tc.err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigNamesUnknownKeys(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "manager.toml")
+	assert.NilError(t, os.WriteFile(p, []byte("listen = \":1\"\nagent_ulr = \"x\"\n"), 0o644))
+	_, err := LoadConfig(p)
+	assert.ErrorContains(t, err, "unknown key agent_ulr (line 2)")
+}
+
+// fakeSlurm answers from a table.
+type fakeSlurm struct {
+	jobs  map[string]*slurm.Job
+	nodes []string
+	err   error
+}
+
+func (f *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	if j, ok := f.jobs[id]; ok {
+		return j, nil
+	}
+	return nil, slurm.ErrNoJob
+}
+func (f *fakeSlurm) UserNodes(context.Context, string) ([]string, error) { return f.nodes, f.err }
+func (f *fakeSlurm) Nodes(context.Context) ([]string, error)             { return f.nodes, f.err }
+
+func newTestManager(cfg Config, s Slurm) *Manager {
+	return New(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func TestPlaceFreeze(t *testing.T) {
+	s := &fakeSlurm{jobs: map[string]*slurm.Job{
+		"42": {ID: "42", User: "alice", State: "RUNNING", Nodes: []string{"cn01"}},
+		"43": {ID: "43", User: "bob", State: "RUNNING", Nodes: []string{"cn02"}},
+		"44": {ID: "44", User: "alice", State: "PENDING"},
+	}}
+	m := newTestManager(DefaultConfig(), s)
+	alice := &Identity{UID: 1000, Name: "alice"}
+	admin := &Identity{UID: 1001, Name: "root2", Admin: true}
+	for _, tc := range []struct {
+		name     string
+		id       *Identity
+		req      api.FreezeRequest
+		node     string
+		owner    string
+		status   int
+		contains string
+	}{
+		{name: "node named", id: alice, req: api.FreezeRequest{Container: "c", Node: "cn07"}, node: "cn07"},
+		{name: "job", id: alice, req: api.FreezeRequest{Container: "c", Job: "42"}, node: "cn01"},
+		{name: "job and its node", id: alice, req: api.FreezeRequest{Container: "c", Job: "42", Node: "cn01"}, node: "cn01"},
+		{name: "job and another node", id: alice, req: api.FreezeRequest{Container: "c", Job: "42", Node: "cn02"}, status: 400, contains: "does not run on node cn02"},
+		{name: "nowhere", id: alice, req: api.FreezeRequest{Container: "c"}, status: 400, contains: "--node NODE or --job JOBID"},
+		{name: "someone else's job", id: alice, req: api.FreezeRequest{Container: "c", Job: "43"}, status: 403, contains: "job 43 is bob's, not yours"},
+		{name: "admin on someone else's job", id: admin, req: api.FreezeRequest{Container: "c", Job: "43"}, node: "cn02", owner: "bob"},
+		{name: "no such job", id: alice, req: api.FreezeRequest{Container: "c", Job: "99"}, status: 404, contains: "no running job 99"},
+		{name: "pending job", id: alice, req: api.FreezeRequest{Container: "c", Job: "44"}, status: 400, contains: "has no node yet (it is pending)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := tc.req
+			node, err := m.placeFreeze(context.Background(), tc.id, &req)
+			if tc.status != 0 {
+				assert.Check(t, is.Equal(Status(err), tc.status), "%v", err)
+				assert.Check(t, is.ErrorContains(err, tc.contains))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(node, tc.node))
+			assert.Check(t, is.Equal(req.User, tc.owner))
+		})
+	}
+
+	s.err = slurm.ErrUnavailable
+	_, err := m.placeFreeze(context.Background(), alice, &api.FreezeRequest{Container: "c", Job: "42"})
+	assert.Check(t, is.Equal(Status(err), http.StatusServiceUnavailable))
+	assert.Check(t, is.ErrorContains(err, "name the node with --node"))
+}
+
+func TestAgentURL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Agents = map[string]string{"special": "http://10.0.0.9:9000/"}
+	cfg.Nodes = []string{"cn01", "cn02"}
+	m := newTestManager(cfg, &fakeSlurm{err: errors.New("not asked when nodes are listed")})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		node, url string
+		status    int
+	}{
+		{node: "special", url: "http://10.0.0.9:9000"},
+		{node: "cn02", url: "http://cn02:7471"},
+		{node: "cn99", status: 404},
+		{node: "../etc", status: 400},
+		{node: "a b", status: 400},
+	} {
+		u, err := m.agentURL(ctx, tc.node)
+		if tc.status != 0 || err != nil {
+			assert.Check(t, is.Equal(Status(err), tc.status), "%s: %v", tc.node, err)
+			continue
+		}
+		assert.Check(t, is.Equal(u, tc.url))
+	}
+	// With only a static map, that map is the node list.
+	cfg.Nodes = nil
+	ns, err := newTestManager(cfg, &fakeSlurm{err: errors.New("down")}).nodes(ctx)
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(ns, []string{"special"}))
+}
+
+func TestMayActFor(t *testing.T) {
+	alice := &Identity{UID: 1000, Name: "alice"}
+	assert.Check(t, alice.mayActFor(""))
+	assert.Check(t, alice.mayActFor("alice"))
+	assert.Check(t, alice.mayActFor("1000"))
+	err := alice.mayActFor("bob")
+	assert.Check(t, is.Equal(Status(err), http.StatusForbidden))
+	assert.Check(t, (&Identity{Name: "carol", Admin: true}).mayActFor("bob"))
+}
+
+func TestMetricsCountEachFinishedTaskOnce(t *testing.T) {
+	m := newMetrics()
+	now := time.Now()
+	done := &api.Task{ID: "t1.n1", State: api.StateSucceeded, Created: now.Add(-3 * time.Second), Finished: now,
+		Archive: &api.Archive{Size: 1000}}
+	m.observe(done)
+	m.observe(done)
+	m.observe(&api.Task{ID: "t2.n1", State: api.StateRunning})
+	m.observe(&api.Task{ID: "t3.n1", State: api.StateFailed})
+	mfs, err := m.reg.Gather()
+	assert.NilError(t, err)
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range mt.GetLabel() {
+				key += "," + l.GetValue()
+			}
+			switch {
+			case mt.Counter != nil:
+				got[key] = mt.Counter.GetValue()
+			case mt.Histogram != nil:
+				got[key] = float64(mt.Histogram.GetSampleCount())
+			}
+		}
+	}
+	assert.Check(t, is.Equal(got["baicommit_manager_freezes_total,succeeded"], 1.0))
+	assert.Check(t, is.Equal(got["baicommit_manager_freezes_total,failed"], 1.0))
+	assert.Check(t, is.Equal(got["baicommit_manager_archive_bytes_written_total"], 1000.0))
+	assert.Check(t, is.Equal(got["baicommit_manager_freeze_duration_seconds"], 1.0))
+}
+
+func TestSlurmCommands(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) {
+		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body), 0o755))
+	}
+	script("squeue", `case "$*" in
+*--jobs\ 42*) echo '42|alice|RUNNING|cn[01-02]' ;;
+*--jobs*) echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1 ;;
+*--user*) printf 'cn01\ncn[01-02]\n' ;;
+esac`)
+	script("scontrol", `[ "$1 $2 $3" = "show hostnames cn[01-02]" ] && printf 'cn01\ncn02\n'`)
+	c := slurm.Commands{BinDir: dir}
+	ctx := context.Background()
+	j, err := c.Job(ctx, "42")
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(j, &slurm.Job{ID: "42", User: "alice", State: "RUNNING", Nodes: []string{"cn01", "cn02"}}))
+	_, err = c.Job(ctx, "7")
+	assert.Check(t, errors.Is(err, slurm.ErrNoJob), "%v", err)
+	_, err = c.Job(ctx, "7; rm -rf /")
+	assert.Check(t, is.ErrorContains(err, "not a Slurm job id"))
+	ns, err := c.UserNodes(ctx, "alice")
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(ns, []string{"cn01", "cn02"}))
+	_, err = slurm.Commands{BinDir: filepath.Join(dir, "none")}.Nodes(ctx)
+	assert.Check(t, errors.Is(err, slurm.ErrUnavailable), "%v", err)
+	assert.Check(t, strings.Contains(err.Error(), "sinfo"))
+}
