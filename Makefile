@@ -37,8 +37,9 @@ bench:
 
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)
-	install -m 0755 bin/baicommit bin/baicommit-agent $(BINDIR)/
-	install -m 0644 systemd/baicommit-agent.socket systemd/baicommit-agent.service $(UNITDIR)/
+	install -m 0755 bin/baicommit bin/baicommit-agent bin/baicommit-manager $(BINDIR)/
+	install -m 0644 systemd/baicommit-agent.socket systemd/baicommit-agent-tcp.socket \
+		systemd/baicommit-agent.service systemd/baicommit-manager.service $(UNITDIR)/
 	install -m 0644 systemd/tmpfiles.d/baicommit.conf $(TMPFILESDIR)/baicommit.conf
 	@if [ -e $(CONFDIR)/agent.toml ]; then \
 		echo "$(CONFDIR)/agent.toml exists, left alone"; \
@@ -47,13 +48,16 @@ install: build
 	fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "next: edit $(CONFDIR)/agent.toml, then: systemctl enable --now baicommit-agent.socket"
+	@echo "  with a manager: also baicommit-agent-tcp.socket on compute nodes; on the manager host,"
+	@echo "  $(CONFDIR)/manager.toml from manager.toml.example and systemctl enable --now baicommit-manager"
 
 # Check the unit files (ExecStart pointed at /bin/true when the agent is not installed).
 verify-units:
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
-	cp systemd/baicommit-agent.socket systemd/baicommit-agent.service "$$d"/ && \
+	cp systemd/*.socket systemd/*.service "$$d"/ && \
 	{ [ -x $(PREFIX)/bin/baicommit-agent ] || sed -i 's|^ExecStart=[^ ]*|ExecStart=/bin/true|' "$$d"/baicommit-agent.service; } && \
-	systemd-analyze verify "$$d"/baicommit-agent.socket "$$d"/baicommit-agent.service && echo "units: ok"
+	{ [ -x $(PREFIX)/bin/baicommit-manager ] || sed -i 's|^ExecStart=[^ ]*|ExecStart=/bin/true|' "$$d"/baicommit-manager.service; } && \
+	systemd-analyze verify "$$d"/*.socket "$$d"/*.service && echo "units: ok"
 
 clean:
 	rm -rf bin

@@ -148,13 +148,19 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	assert.NilError(t, err, "systemd-analyze is needed (Debian package systemd)")
 	dir := t.TempDir()
-	for _, name := range []string{"baicommit-agent.socket", "baicommit-agent.service"} {
+	units := []string{"baicommit-agent.socket", "baicommit-agent-tcp.socket", "baicommit-agent.service", "baicommit-manager.service"}
+	var paths []string
+	for _, name := range units {
 		b, err := os.ReadFile(filepath.Join("..", "..", "systemd", name))
 		assert.NilError(t, err)
 		s := strings.ReplaceAll(string(b), "/usr/local/bin/baicommit-agent", bins.agent)
+		s = strings.ReplaceAll(s, "/usr/local/bin/baicommit-manager", bins.manager)
+		// The manager's account is a site's choice; verify checks that it exists.
+		s = strings.ReplaceAll(s, "=baicommit\n", "="+managerUser+"\n")
 		assert.NilError(t, os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644))
+		paths = append(paths, filepath.Join(dir, name))
 	}
-	out, err := exec.Command(sa, "verify", filepath.Join(dir, "baicommit-agent.socket"), filepath.Join(dir, "baicommit-agent.service")).CombinedOutput()
+	out, err := exec.Command(sa, append([]string{"verify"}, paths...)...).CombinedOutput()
 	assert.NilError(t, err, "systemd-analyze verify:\n%s", out)
 	for _, line := range strings.Split(string(out), "\n") {
 		assert.Check(t, !strings.Contains(line, "baicommit"), "systemd-analyze complains: %s", line)

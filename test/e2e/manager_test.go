@@ -518,3 +518,26 @@ func fileInArchive(t *testing.T, who, archive, file string) string {
 	img := loadArchive(t, who, archive)
 	return podman(t, who, "run", "--rm", "--network=none", img, "cat", file)
 }
+
+// The agent's TCP port is socket-activated like its unix socket: started by
+// systemd-socket-activate with both, it serves a freeze the manager relays.
+func TestSocketActivatedTCPListener(t *testing.T) {
+	sa, err := exec.LookPath("systemd-socket-activate")
+	assert.NilError(t, err, "systemd-socket-activate is needed (Debian package systemd)")
+	a := newAgent(t, withKey("node_name", `"bcact"`), withKey("manager_user", strconv.Quote(managerUser)))
+	port := freePort(t)
+	cmd := exec.Command(sa, "-l", a.sock, "-l", fmt.Sprintf("127.0.0.1:%d", port), "--fdname=agent:manager",
+		bins.agent, "--config", a.cfgPath)
+	cmd.Stdout, cmd.Stderr = a.log, a.log
+	assert.NilError(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	m := startManager(t, map[string]string{"bcact": fmt.Sprintf("http://127.0.0.1:%d", port)})
+
+	ctr := session(t, alice, "echo activated > /root/a.txt")
+	r := m.cli(t, alice, "commit", "--node", "bcact", "--wait", "--json", ctr)
+	assert.Equal(t, r.code, 0, "%s\nagent log:\n%s", r, a.log)
+	task := decodeTask(t, r)
+	assert.Equal(t, task.State, api.StateSucceeded)
+	assert.Check(t, is.Contains(a.log.String(), `"listeners":2,"socket_activated":true`))
+	assert.Check(t, is.Equal(fileInArchive(t, alice, task.Archive.Path, "/root/a.txt"), "activated"))
+}
