@@ -4,8 +4,9 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
 # Build tags of the agent: Podman's Go bindings and containers/image without C libraries
-# (gpgme, btrfs, devicemapper). Exported so scripts/test.sh uses the same list.
-AGENT_TAGS ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+# (gpgme, btrfs, devicemapper), and libmunge for MUNGE credentials without a process per
+# request. Exported so scripts/test.sh uses the same list.
+AGENT_TAGS ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge
 export AGENT_TAGS
 
 PREFIX ?= /usr/local
@@ -24,7 +25,7 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
-	CGO_ENABLED=1 $(GO) build -o bin/baicommit-manager ./cmd/baicommit-manager
+	CGO_ENABLED=1 $(GO) build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
 
 test:
 	bash scripts/test.sh

@@ -53,8 +53,8 @@ func DefaultConfig() Config {
 		NodeName:             host,
 		StateDir:             "/var/lib/baicommit",
 		RunDir:               "/run/baicommit/users",
-		IdleExit:             Duration{60 * time.Second},
-		TransientServiceIdle: Duration{300 * time.Second},
+		IdleExit:             Duration{Duration: 60 * time.Second},
+		TransientServiceIdle: Duration{Duration: 300 * time.Second},
 		Podman:               "/usr/bin/podman",
 		MaxParallel:          2,
 	}

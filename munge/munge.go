@@ -4,8 +4,10 @@
 // it to anyone on a host sharing the MUNGE key; munged rejects it once it has
 // expired or when it is decoded a second time on the same host.
 //
-// Running the programs costs about 2 ms per credential here and needs no C
-// library, so the CLI stays a static binary.
+// Running the programs costs about 2 ms per credential and needs no C
+// library, so the CLI stays a static binary. Servers built with cgo and the
+// libmunge tag (the manager and the agent) call libmunge instead, which
+// talks to munged over its socket without starting a process.
 package munge
 
 import (
@@ -61,7 +63,7 @@ func (e *Error) Error() string {
 	default:
 		what = "MUNGE error " + strconv.Itoa(int(e.Status))
 	}
-	if e.Msg != "" {
+	if e.Msg != "" && !strings.HasPrefix(strings.ToLower(what), strings.ToLower(e.Msg)) {
 		return what + ": " + e.Msg
 	}
 	return what
@@ -86,17 +88,19 @@ type Credential struct {
 	Payload []byte
 }
 
-// Codec runs munge and unmunge. The zero value uses the programs on PATH
-// and munged's default socket.
+// Codec encodes and decodes credentials. The zero value uses libmunge when
+// it is linked in, else the programs in /usr/bin, and munged's default
+// socket.
 type Codec struct {
-	// Munge and Unmunge are the programs' paths; empty means
-	// /usr/bin/munge and /usr/bin/unmunge (PATH may be unset, e.g. in a
-	// Slurm epilog).
+	// Munge and Unmunge are the programs' paths; empty means libmunge
+	// if linked in, else /usr/bin/munge and /usr/bin/unmunge (PATH may be
+	// unset, e.g. in a Slurm epilog). Setting either runs the programs.
 	Munge, Unmunge string
 	// Socket is munged's socket; empty means its default.
 	Socket string
 }
 
+func (c Codec) useLib() bool    { return haveLib && c.Munge == "" && c.Unmunge == "" }
 func (c Codec) munge() string   { return or(c.Munge, "/usr/bin/munge") }
 func (c Codec) unmunge() string { return or(c.Unmunge, "/usr/bin/unmunge") }
 
@@ -118,6 +122,13 @@ type EncodeOptions struct {
 // Encode makes a credential carrying payload, for the calling process's uid
 // and gid.
 func (c Codec) Encode(ctx context.Context, payload []byte, o EncodeOptions) (string, error) {
+	if c.useLib() {
+		cred, err := c.encodeLib(ctx, payload, o)
+		if err != nil {
+			return "", fmt.Errorf("munge: %w", err)
+		}
+		return cred, nil
+	}
 	args := []string{}
 	if c.Socket != "" {
 		args = append(args, "--socket", c.Socket)
@@ -146,6 +157,13 @@ func (c Codec) Decode(ctx context.Context, cred string) (*Credential, error) {
 	cred = strings.TrimSpace(cred)
 	if !strings.HasPrefix(cred, "MUNGE:") || strings.ContainsAny(cred, " \t\r\n") || len(cred) > 64<<10 {
 		return nil, &Error{Status: StatusBadCred, Msg: "not a MUNGE credential"}
+	}
+	if c.useLib() {
+		cred, err := c.decodeLib(ctx, cred)
+		if err != nil {
+			return nil, fmt.Errorf("unmunge: %w", err)
+		}
+		return cred, nil
 	}
 	args := []string{"--numeric"}
 	if c.Socket != "" {

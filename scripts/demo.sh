@@ -7,7 +7,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export PATH="/usr/local/go/bin:$PATH"
-: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper}"
+: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge}"
 
 DEMO_USER=bcdemo
 CONTAINER=demo-session

@@ -8,7 +8,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export PATH="/usr/local/go/bin:$PATH"
 # Same list as the Makefile's AGENT_TAGS (make exports it; this is for direct runs).
-: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper}"
+: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge}"
 export AGENT_TAGS
 
 STEP=""
@@ -47,8 +47,9 @@ step "build (bin/baicommit, bin/baicommit-agent, bin/baicommit-manager)"
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/baicommit ./cmd/baicommit
 CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
-# cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs.
-CGO_ENABLED=1 go build -o bin/baicommit-manager ./cmd/baicommit-manager
+# cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs,
+# and MUNGE credentials go through libmunge instead of a munge process per request.
+CGO_ENABLED=1 go build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
 # For the end-to-end tests: binaries built once per run, with the tags above.
 export BAICOMMIT_BIN_DIR="$REPO/bin"
 ls -l bin/

@@ -82,12 +82,12 @@ func installBinaries(dir string) error {
 	}
 	tags := os.Getenv("AGENT_TAGS")
 	if tags == "" {
-		tags = "remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
+		tags = "remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge"
 	}
 	for _, b := range []struct{ out, pkg, tags string }{
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
 		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
-		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", ""},
+		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", "libmunge"},
 	} {
 		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
