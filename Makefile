@@ -24,6 +24,7 @@ build:
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
+	CGO_ENABLED=0 $(GO) build -o bin/baicommit-epilog ./cmd/baicommit-epilog
 
 test:
 	bash scripts/test.sh
@@ -37,6 +38,9 @@ bench:
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)
 	install -m 0755 bin/baicommit bin/baicommit-agent $(BINDIR)/
+	install -m 0755 bin/baicommit-epilog contrib/slurm/baicommit-run $(BINDIR)/
+	install -d $(DESTDIR)$(PREFIX)/share/baicommit
+	install -m 0644 contrib/slurm/baicommit-on-signal.sh $(DESTDIR)$(PREFIX)/share/baicommit/
 	install -m 0644 systemd/baicommit-agent.socket systemd/baicommit-agent.service $(UNITDIR)/
 	install -m 0644 systemd/tmpfiles.d/baicommit.conf $(TMPFILESDIR)/baicommit.conf
 	@if [ -e $(CONFDIR)/agent.toml ]; then \

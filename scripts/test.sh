@@ -47,6 +47,7 @@ step "build (bin/baicommit, bin/baicommit-agent)"
 mkdir -p bin
 CGO_ENABLED=0 go build -o bin/baicommit ./cmd/baicommit
 CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
+CGO_ENABLED=0 go build -o bin/baicommit-epilog ./cmd/baicommit-epilog
 # For the end-to-end tests: binaries built once per run, with the tags above.
 export BAICOMMIT_BIN_DIR="$REPO/bin"
 ls -l bin/

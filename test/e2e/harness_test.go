@@ -72,7 +72,7 @@ func installBinaries(dir string) error {
 	bins.agent = filepath.Join(dir, "baicommit-agent")
 	bins.cli = filepath.Join(dir, "baicommit")
 	if src := os.Getenv("BAICOMMIT_BIN_DIR"); src != "" {
-		for _, name := range []string{"baicommit-agent", "baicommit"} {
+		for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-epilog"} {
 			if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {
 				return fmt.Errorf("install %s: %v: %s", name, err, out)
 			}
@@ -86,6 +86,7 @@ func installBinaries(dir string) error {
 	for _, b := range []struct{ out, pkg, tags string }{
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
 		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
+		{filepath.Join(dir, "baicommit-epilog"), "github.com/baicommit/baicommit/cmd/baicommit-epilog", ""},
 	} {
 		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
