@@ -17,6 +17,9 @@ const (
 
 func (p *Policy) validateEpilog() error {
 	switch p.EpilogFreeze {
+	case "":
+		p.EpilogFreeze = EpilogLabelled
+		return nil
 	case EpilogLabelled, EpilogJob, EpilogOff:
 		return nil
 	}

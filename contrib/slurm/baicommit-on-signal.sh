@@ -46,7 +46,7 @@ baicommit_freeze_now() {
     done
     for name in $names; do
         # Only after its freeze: stopping a --rm session removes it.
-        "$BAICOMMIT_PODMAN" stop --ignore --time 10 "$name" >/dev/null 2>&1 || true
+        "$BAICOMMIT_PODMAN" stop --ignore "$name" >/dev/null 2>&1 || true
     done
     return "$rc"
 }

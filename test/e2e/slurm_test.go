@@ -387,3 +387,156 @@ func rewriteConfig(t *testing.T, a *agentProc, keys map[string]string) {
 	}
 	assert.NilError(t, os.WriteFile(a.cfgPath, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
 }
+
+// jobState is Slurm's state of job (COMPLETED, TIMEOUT, …).
+func jobState(t *testing.T, job string) string {
+	t.Helper()
+	out, err := rootCmd("scontrol", "-o", "show", "job", job)
+	assert.NilError(t, err, out)
+	m := regexp.MustCompile(`JobState=(\S+)`).FindStringSubmatch(out)
+	assert.Assert(t, m != nil, "scontrol: %s", out)
+	return m[1]
+}
+
+// A job whose sessions did not opt in leaves nothing: no task, no file,
+// the sessions untouched.
+func TestSlurmEpilogLeavesJobWithoutOptInAlone(t *testing.T) {
+	a := newAgent(t).start()
+	s := newSlurmJobs(t, a)
+	labelled, plain := "e2e-slurm-jobonly-"+randHex(3), "e2e-slurm-plain-"+randHex(3)
+	removeLater(t, alice, labelled)
+	removeLater(t, alice, plain)
+	job := s.submit(alice, fmt.Sprintf(`#!/bin/sh
+set -e
+podman run -d --network=none --name %s --label baicommit.job=$SLURM_JOB_ID %s sleep 3600
+podman run -d --network=none --name %s %s sleep 3600
+echo started
+`, labelled, baseImage, plain, baseImage))
+
+	rc := s.waitEpilog(job, 3*time.Minute)
+	assert.Equal(t, rc, "0", "the epilog must exit 0; log:\n%s", s.epilogLog())
+	assert.Assert(t, is.Contains(s.output(job), "started"), "job output: %s", s.output(job))
+	assertNodeUp(t, s.node)
+	assert.Assert(t, is.Contains(s.epilogLog(), "no session of this job to freeze"), s.epilogLog())
+	assert.Equal(t, len(jobTasks(t, a, alice, job)), 0)
+	assert.Assert(t, is.Len(listDir(t, a.save), 0), "the save location must stay empty")
+	assert.Equal(t, containerState(t, alice, labelled), "running")
+	assert.Equal(t, containerState(t, alice, plain), "running")
+}
+
+// A freeze that fails (the save location is not writable by the user)
+// leaves the node up: the epilog exits 0 and says why in the system log,
+// and the task says it too.
+func TestSlurmEpilogFailedFreezeLeavesNodeUp(t *testing.T) {
+	a := newAgent(t)
+	locked := filepath.Join(a.dir, "locked")
+	assert.NilError(t, os.Mkdir(locked, 0o755)) // root's: users cannot create anything
+	rewriteConfig(t, a, map[string]string{
+		"save_path":  fmt.Sprintf("%q", locked+"/{user}"),
+		"save_roots": fmt.Sprintf("[%q]", locked),
+	})
+	a.start()
+	s := newSlurmJobs(t, a)
+	ctr := "e2e-slurm-nowrite-" + randHex(3)
+	removeLater(t, alice, ctr)
+	job := s.submit(alice, fmt.Sprintf(`#!/bin/sh
+set -e
+podman run -d --network=none --name %s --label baicommit.job=$SLURM_JOB_ID --label baicommit.freeze=on-exit %s sh -c 'trap "exit 0" TERM; sleep 3600 & wait'
+echo started
+`, ctr, baseImage))
+
+	rc := s.waitEpilog(job, 3*time.Minute)
+	assert.Equal(t, rc, "0", "the epilog must exit 0 when a freeze fails; log:\n%s", s.epilogLog())
+	st := nodeState(t, s.node)
+	assert.Assert(t, !strings.HasPrefix(st, "drain") && !strings.HasPrefix(st, "down"), "!!! node %s is %s after a failed freeze", s.node, st)
+	assertNodeUp(t, s.node)
+
+	tasks := jobTasks(t, a, alice, job)
+	assert.Equal(t, len(tasks), 1, "tasks: %+v", tasks)
+	assert.Equal(t, tasks[0].State, api.StateFailed)
+	assert.Assert(t, is.Contains(tasks[0].Error, "permission denied"), "task error: %s", tasks[0].Error)
+	sys := s.syslog.String()
+	assert.Assert(t, is.Contains(sys, "freeze failed"), "syslog: %s", sys)
+	assert.Assert(t, is.Contains(sys, tasks[0].ID), "syslog: %s", sys)
+	assert.Assert(t, is.Contains(sys, "permission denied"), "syslog: %s", sys)
+	assert.Assert(t, is.Contains(s.epilogLog(), "freeze failed"))
+	assert.Assert(t, is.Len(listDir(t, locked), 0), "nothing may be left in the save location")
+}
+
+// When the freezes take longer than the epilog's budget, the epilog
+// returns and the freeze goes on in the agent to its end. The session
+// ignores SIGTERM, so stopping it takes its whole stop timeout and it
+// ends killed (137), which the sidecar records.
+func TestSlurmEpilogBudgetLeavesFreezeToAgent(t *testing.T) {
+	a := newAgent(t).start()
+	s := newSlurmJobs(t, a, "--budget", "2s")
+	ctr := "e2e-slurm-slow-" + randHex(3)
+	removeLater(t, alice, ctr)
+	job := s.submit(alice, fmt.Sprintf(`#!/bin/sh
+set -e
+podman run -d --network=none --stop-timeout 6 --name %s --label baicommit.job=$SLURM_JOB_ID --label baicommit.freeze=on-exit %s sleep 3600
+podman exec %s sh -c 'echo slow > /root/slow.txt'
+`, ctr, baseImage, ctr))
+
+	rc := s.waitEpilog(job, 3*time.Minute)
+	assert.Equal(t, rc, "0", "log:\n%s", s.epilogLog())
+	assertNodeUp(t, s.node)
+	assert.Assert(t, is.Contains(s.epilogLog(), "goes on in the agent"), s.epilogLog())
+	tasks := jobTasks(t, a, alice, job)
+	assert.Equal(t, len(tasks), 1, "tasks: %+v", tasks)
+	task := a.waitTask(t, tasks[0].ID)
+	assert.Equal(t, task.State, api.StateSucceeded, "task: %+v", task)
+	assert.Assert(t, is.Contains(strings.Join(task.Warnings, "\n"), "stopped before the freeze"))
+	sc := readSidecar(t, task.Archive.Sidecar)
+	assert.Assert(t, sc.ContainerExit != nil && *sc.ContainerExit == 137, "container exit code: %v", sc.ContainerExit)
+	img := loadArchive(t, alice, task.Archive.Path)
+	assert.Equal(t, podman(t, alice, "run", "--rm", "--network=none", img, "cat", "/root/slow.txt"), "slow")
+}
+
+// The --signal path: a batch script sources baicommit-on-signal.sh and
+// runs a --rm session; USR1, sent by Slurm 50 s before the one-minute
+// time limit, freezes the session before the job is killed, then the
+// session is stopped (and removed by Podman) and the job ends COMPLETED.
+func TestSlurmSignalHelperFreezesRmSession(t *testing.T) {
+	a := newAgent(t).start()
+	s := newSlurmJobs(t, a)
+	run := contrib(t, a, "baicommit-run")
+	helper := contrib(t, a, "baicommit-on-signal.sh")
+	ctr := "e2e-slurm-signal-" + randHex(3)
+	removeLater(t, alice, ctr)
+	job := s.submit(alice, fmt.Sprintf(`#!/bin/bash
+export BAICOMMIT=%s BAICOMMIT_AGENT=unix://%s
+source %s
+%s --on-signal -d --rm --network=none --name %s %s sh -c 'trap "exit 0" TERM; sleep 3600 & wait'
+podman exec %s sh -c 'echo written before the time limit > /root/result.txt'
+echo "waiting for the signal"
+baicommit_wait
+echo "NOT REACHED: the session ended before the signal"
+`, bins.cli, a.sock, helper, run, ctr, baseImage, ctr), "--time=1", "--signal=B:USR1@50")
+
+	rc := s.waitEpilog(job, 3*time.Minute)
+	out := s.output(job)
+	t.Logf("job output:\n%s", out)
+	assert.Equal(t, rc, "0", "log:\n%s", s.epilogLog())
+	assertNodeUp(t, s.node)
+	assert.Equal(t, jobState(t, job), "COMPLETED", "the job must end by the helper, not by its time limit")
+	assert.Assert(t, is.Contains(out, "freezing "+ctr))
+	assert.Assert(t, !strings.Contains(out, "NOT REACHED"))
+
+	tasks := jobTasks(t, a, alice, job)
+	assert.Equal(t, len(tasks), 1, "tasks: %+v", tasks)
+	task := tasks[0]
+	assert.Equal(t, task.State, api.StateSucceeded, "task: %+v", task)
+	assert.Equal(t, task.Requester, int(uidOf(t, alice)), "the user's own CLI asked")
+	r := a.cli(t, alice, "status", "--json", task.ID)
+	assert.Equal(t, r.code, 0, "%s", r)
+	assert.Assert(t, is.Contains(r.stdout, task.ID))
+
+	sc := readSidecar(t, task.Archive.Sidecar)
+	assert.Equal(t, sc.Job, job)
+	assert.Equal(t, sc.ContainerState, "running", "frozen before the job was killed")
+	img := loadArchive(t, alice, task.Archive.Path)
+	assert.Equal(t, podman(t, alice, "run", "--rm", "--network=none", img, "cat", "/root/result.txt"), "written before the time limit")
+	// Stopped after its freeze, so Podman removed the --rm session.
+	assert.Equal(t, containerState(t, alice, ctr), "")
+}
