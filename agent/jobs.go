@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/baicommit/baicommit/agent/taskstore"
@@ -103,6 +107,12 @@ func (a *Agent) FreezeJob(ctx context.Context, c Caller, job string, req api.Job
 	if a.cfg.EpilogFreeze == policy.EpilogOff {
 		return out, nil
 	}
+	if !mayHavePodman(podmanStatePaths(u.UID, u.Home)) {
+		// Every job's end on the node asks; starting a Podman service for
+		// a user who never ran Podman would create storage in their home.
+		a.log.Info("job ended: its user never ran Podman here", "job", job, "user", u.Name)
+		return out, nil
+	}
 	conn, err := a.connect(ctx, u)
 	if err != nil {
 		return nil, err
@@ -148,6 +158,32 @@ func (a *Agent) FreezeJob(ctx context.Context, c Caller, job string, req api.Job
 	a.log.Info("job ended: freezes started", "job", job, "user", u.Name, "requester", c.name(), "policy", a.cfg.EpilogFreeze,
 		"exit", req.Exit, "tasks", len(out.Tasks), "skipped", len(out.Skipped))
 	return out, nil
+}
+
+// podmanStatePaths are where rootless Podman keeps state once a user ran a
+// container: its run root with and without XDG_RUNTIME_DIR (Podman 4 and
+// 5), and the default image store.
+func podmanStatePaths(uid int, home string) []string {
+	id := strconv.Itoa(uid)
+	paths := []string{
+		"/run/user/" + id + "/containers", "/run/user/" + id + "/libpod",
+		"/tmp/podman-run-" + id, "/tmp/storage-run-" + id, "/tmp/containers-user-" + id,
+	}
+	if home != "" {
+		paths = append(paths, filepath.Join(home, ".local/share/containers"))
+	}
+	return paths
+}
+
+// mayHavePodman reports whether one of paths exists, or cannot be checked
+// (a home on NFS with root_squash): only a clear "none exists" is no.
+func mayHavePodman(paths []string) bool {
+	for _, p := range paths {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
 }
 
 // leaveAlone says why a job's container with this baicommit.freeze label

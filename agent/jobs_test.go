@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -70,4 +72,22 @@ func TestLoadConfigEpilogKeys(t *testing.T) {
 
 	_, err = LoadConfig(writeConfig(t, "node_name = \"n01\"\nepilog_freeze = \"all\"\n"))
 	assert.ErrorContains(t, err, `epilog_freeze "all"`)
+}
+
+func TestMayHavePodman(t *testing.T) {
+	dir := t.TempDir()
+	some := filepath.Join(dir, "podman-run-1000")
+	assert.NilError(t, os.Mkdir(some, 0o700))
+	missing := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b")}
+	assert.Check(t, !mayHavePodman(missing))
+	assert.Check(t, mayHavePodman(append(missing, some)))
+	// Below a file: not "does not exist", so it counts as maybe.
+	f := filepath.Join(dir, "file")
+	assert.NilError(t, os.WriteFile(f, nil, 0o600))
+	assert.Check(t, mayHavePodman([]string{filepath.Join(f, "x")}))
+
+	paths := podmanStatePaths(1000, "/home/u")
+	assert.Check(t, is.Contains(paths, "/tmp/podman-run-1000"))
+	assert.Check(t, is.Contains(paths, "/run/user/1000/containers"))
+	assert.Check(t, is.Contains(paths, "/home/u/.local/share/containers"))
 }

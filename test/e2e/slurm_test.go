@@ -422,6 +422,22 @@ echo started
 	assert.Assert(t, is.Len(listDir(t, a.save), 0), "the save location must stay empty")
 	assert.Equal(t, containerState(t, alice, labelled), "running")
 	assert.Equal(t, containerState(t, alice, plain), "running")
+
+	// Only root and admins may ask for another user's job; a user may ask
+	// for their own, which selects the same way.
+	post := func(who, body string) string {
+		r := runAs(t, who, "curl", "-sS", "--unix-socket", a.sock, "-X", "POST", "-H", "Content-Type: application/json",
+			"-d", body, "-w", "\n%{http_code}", "http://agent"+api.JobFreezesPath(job))
+		assert.Equal(t, r.code, 0, "curl: %s", r)
+		return r.stdout
+	}
+	out := post(bob, `{"user":"bcalice"}`)
+	assert.Assert(t, strings.HasSuffix(out, "\n403"), "bob asking for alice's job: %s", out)
+	out = post(alice, `{"user":"bcalice","exit":"0:0"}`)
+	assert.Assert(t, strings.HasSuffix(out, "\n202"), "alice asking for her own job: %s", out)
+	assert.Assert(t, is.Contains(out, `"tasks":[]`), out)
+	assert.Assert(t, is.Contains(out, labelled), out)
+	assert.Equal(t, len(jobTasks(t, a, alice, job)), 0)
 }
 
 // A freeze that fails (the save location is not writable by the user)
