@@ -26,6 +26,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
 	CGO_ENABLED=1 $(GO) build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
+	CGO_ENABLED=0 $(GO) build -o bin/baicommit-epilog ./cmd/baicommit-epilog
 
 test:
 	bash scripts/test.sh
@@ -39,6 +40,9 @@ bench:
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)
 	install -m 0755 bin/baicommit bin/baicommit-agent bin/baicommit-manager $(BINDIR)/
+	install -m 0755 bin/baicommit-epilog contrib/slurm/baicommit-run $(BINDIR)/
+	install -d $(DESTDIR)$(PREFIX)/share/baicommit
+	install -m 0644 contrib/slurm/baicommit-on-signal.sh $(DESTDIR)$(PREFIX)/share/baicommit/
 	install -m 0644 systemd/baicommit-agent.socket systemd/baicommit-agent-tcp.socket \
 		systemd/baicommit-agent.service systemd/baicommit-manager.service $(UNITDIR)/
 	install -m 0644 systemd/tmpfiles.d/baicommit.conf $(TMPFILESDIR)/baicommit.conf

@@ -55,6 +55,11 @@ func (a *Agent) placement(c Caller, savePath string) (*policy.Policy, error) {
 // Freeze validates and authorizes req, records a task and starts it. It
 // returns the queued task; the work goes on in the background.
 func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*api.Task, error) {
+	return a.startFreeze(ctx, c, req, freezeOpts{})
+}
+
+// startFreeze is Freeze with the options of automatic freezes (jobs.go).
+func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest, o freezeOpts) (*api.Task, error) {
 	if !containerRE.MatchString(req.Container) {
 		return nil, userErr(KindInvalid, "%q is not a container name or id: use the NAME or CONTAINER ID that `baicommit sessions` shows", req.Container)
 	}
@@ -123,6 +128,7 @@ func (a *Agent) Freeze(ctx context.Context, c Caller, req api.FreezeRequest) (*a
 		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
 	}
 	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, strings.TrimSuffix(file, ".tar.gz")+".json")}
+	o.apply(rec, ctr)
 
 	a.mu.Lock()
 	if running, ok := a.busy[ctr.ID]; ok {
@@ -259,6 +265,9 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 	if err != nil {
 		return err
 	}
+	if state, err = a.stopFirst(conn, r, state); err != nil {
+		return err
+	}
 	// Podman's info endpoint takes a third of a second; it runs while the
 	// commit does.
 	type infoResult struct {
@@ -310,6 +319,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 			Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
 			BaseImage: r.BaseImage, Node: r.Node, User: r.Owner, UID: r.OwnerUID, Job: r.Job, Task: r.ID,
 			ContainerState: state, Created: r.Created,
+			ContainerExit: r.ExitCode, JobExit: r.JobExit, Trigger: r.Trigger,
 		},
 	}
 	var done export.Event

@@ -17,6 +17,10 @@ const (
 	RouteTask     = "/v1/tasks/"   // GET /v1/tasks/{id}: one task
 	RouteSessions = "/v1/sessions" // GET: the caller's containers ([]Session)
 	RouteVersion  = "/v1/version"  // GET: VersionInfo
+	// RouteJobs prefixes the routes of one Slurm job:
+	// POST /v1/jobs/{job}/freezes freezes the job's sessions
+	// (JobFreezeRequest → JobFreezes, 202).
+	RouteJobs = "/v1/jobs/"
 
 	// RouteNodes is the manager's: GET the nodes and their agents' health
 	// ([]NodeStatus).
@@ -30,6 +34,57 @@ const (
 	QueryNode = "node"
 	QueryJob  = "job"
 )
+
+// JobFreezesPath is the route that freezes the sessions of Slurm job job.
+func JobFreezesPath(job string) string { return RouteJobs + job + "/freezes" }
+
+// Values of the session label LabelFreeze (set with `podman run --label`).
+const (
+	// LabelJob names the Slurm job a session belongs to.
+	LabelJob = "baicommit.job"
+	// LabelFreeze says when a session wants to be frozen.
+	LabelFreeze = "baicommit.freeze"
+	// FreezeOnExit: freeze it when its job ends (the Slurm epilog).
+	FreezeOnExit = "on-exit"
+	// FreezeOnSignal: the batch script's signal helper freezes it before
+	// the job is killed; the epilog leaves it alone.
+	FreezeOnSignal = "on-signal"
+	// FreezeNever: never frozen automatically, whatever the site policy.
+	FreezeNever = "never"
+)
+
+// Triggers: why a freeze was started (Task.Trigger, Sidecar.Trigger).
+const (
+	TriggerRequest = ""       // someone asked for it
+	TriggerEpilog  = "epilog" // its Slurm job ended
+)
+
+// JobFreezeRequest asks the agent to freeze the sessions of a Slurm job
+// that ended on this node (the epilog's request).
+type JobFreezeRequest struct {
+	// User owns the job (name or numeric uid); required.
+	User string `json:"user"`
+	// Exit is the job's exit status as Slurm gives it to the epilog in
+	// SLURM_JOB_EXIT_CODE2 ("EXIT:SIGNAL", e.g. "0:0" or "0:9").
+	Exit string `json:"exit,omitempty"`
+}
+
+// JobFreezes answers a JobFreezeRequest.
+type JobFreezes struct {
+	Job string `json:"job"`
+	// Policy is the site's epilog_freeze that selected the sessions.
+	Policy string `json:"policy"`
+	// Tasks are the freezes started (or already running) for the job.
+	Tasks []Task `json:"tasks"`
+	// Skipped are the job's containers left alone, and why.
+	Skipped []JobSkip `json:"skipped,omitempty"`
+}
+
+// JobSkip is one container of a job the epilog did not freeze.
+type JobSkip struct {
+	Container string `json:"container"`
+	Reason    string `json:"reason"`
+}
 
 // FreezeRequest asks the agent to freeze one container.
 type FreezeRequest struct {
@@ -91,6 +146,10 @@ type Task struct {
 	Started     time.Time `json:"started,omitzero"`
 	Finished    time.Time `json:"finished,omitzero"`
 	Durations   Durations `json:"durations,omitzero"`
+
+	// Trigger says why the freeze started: "" asked for, "epilog" its
+	// Slurm job ended.
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // Done reports whether the task reached a final state.
@@ -154,6 +213,13 @@ type Sidecar struct {
 	Task            string    `json:"task"`
 	ContainerState  string    `json:"container_state,omitempty"`
 	Created         time.Time `json:"created"`
+
+	// ContainerExit is the container's exit code when it had exited.
+	ContainerExit *int `json:"container_exit_code,omitempty"`
+	// JobExit is the Slurm job's "EXIT:SIGNAL" for freezes at job end.
+	JobExit string `json:"job_exit,omitempty"`
+	// Trigger: "" asked for, "epilog" its Slurm job ended.
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // VersionInfo answers the version route.

@@ -38,6 +38,13 @@ type Policy struct {
 	// Admins and AdminGroups may freeze anyone's sessions.
 	Admins      []string `toml:"admins"`
 	AdminGroups []string `toml:"admin_groups"`
+
+	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
+	// EpilogLabelled, EpilogJob or EpilogOff.
+	EpilogFreeze string `toml:"epilog_freeze"`
+	// EpilogStop stops a session of the ended job that still runs (its
+	// processes escaped the job) before freezing it.
+	EpilogStop bool `toml:"epilog_stop"`
 }
 
 // DefaultScrubEnv are the variable name patterns removed by default.
@@ -53,6 +60,8 @@ func Default() Policy {
 		FileName:         "{container}-{time}-{node}-{task}",
 		ArchiveMode:      "0640",
 		CompressionLevel: 1,
+		EpilogFreeze:     EpilogLabelled,
+		EpilogStop:       true,
 		// A copy: decoding a configuration fills this slice in place.
 		ScrubEnv: slices.Clone(DefaultScrubEnv),
 	}
@@ -89,6 +98,9 @@ func (p *Policy) Validate() error {
 		return err
 	}
 	if _, err := p.ArchiveName(probe); err != nil {
+		return err
+	}
+	if err := p.validateEpilog(); err != nil {
 		return err
 	}
 	for _, pat := range p.ScrubEnv {

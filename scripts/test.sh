@@ -50,6 +50,7 @@ CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommi
 # cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs,
 # and MUNGE credentials go through libmunge instead of a munge process per request.
 CGO_ENABLED=1 go build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
+CGO_ENABLED=0 go build -o bin/baicommit-epilog ./cmd/baicommit-epilog
 # For the end-to-end tests: binaries built once per run, with the tags above.
 export BAICOMMIT_BIN_DIR="$REPO/bin"
 ls -l bin/

@@ -29,6 +29,14 @@ type Record struct {
 	Dir  string `json:"dir,omitempty"`
 	Root string `json:"root,omitempty"`
 	Temp string `json:"temp,omitempty"`
+
+	// Stop asks to stop the container first if it still runs (a freeze
+	// at the end of its Slurm job: the job's processes are gone).
+	Stop bool `json:"stop,omitempty"`
+	// ExitCode is the container's exit code once it has exited.
+	ExitCode *int `json:"exit_code,omitempty"`
+	// JobExit is the Slurm job's "EXIT:SIGNAL", for the sidecar.
+	JobExit string `json:"job_exit,omitempty"`
 }
 
 // Store is the task database. It is safe for concurrent use.

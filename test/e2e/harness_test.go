@@ -73,7 +73,7 @@ func installBinaries(dir string) error {
 	bins.cli = filepath.Join(dir, "baicommit")
 	bins.manager = filepath.Join(dir, "baicommit-manager")
 	if src := os.Getenv("BAICOMMIT_BIN_DIR"); src != "" {
-		for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager"} {
+		for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager", "baicommit-epilog"} {
 			if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {
 				return fmt.Errorf("install %s: %v: %s", name, err, out)
 			}
@@ -88,6 +88,7 @@ func installBinaries(dir string) error {
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
 		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
 		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", "libmunge"},
+		{filepath.Join(dir, "baicommit-epilog"), "github.com/baicommit/baicommit/cmd/baicommit-epilog", ""},
 	} {
 		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -30,14 +30,6 @@ import (
 // manager; agents trust MUNGE credentials of this user only.
 const managerUser = "bcmanager"
 
-// slurmNode is this host's node in the one-node Slurm cluster.
-func slurmNode(t *testing.T) string {
-	h, err := os.Hostname()
-	assert.NilError(t, err)
-	h, _, _ = strings.Cut(h, ".")
-	return h
-}
-
 // freePort returns a loopback TCP port nobody listens on.
 func freePort(t *testing.T) int {
 	t.Helper()
