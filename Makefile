@@ -16,7 +16,7 @@ UNITDIR := $(DESTDIR)/etc/systemd/system
 TMPFILESDIR := $(DESTDIR)/etc/tmpfiles.d
 CONFDIR := $(DESTDIR)/etc/baicommit
 
-.PHONY: all build test demo bench install verify-units clean
+.PHONY: all build test demo bench bench-freeze bench-manager install verify-units clean
 
 all: build
 
@@ -34,8 +34,13 @@ test:
 demo:
 	bash scripts/demo.sh
 
-bench:
+bench: bench-freeze bench-manager
+
+bench-freeze:
 	bash scripts/bench.sh
+
+bench-manager:
+	bash scripts/bench-manager.sh
 
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)
