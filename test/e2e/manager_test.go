@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -105,16 +106,26 @@ func startManager(t *testing.T, agents map[string]string, keys ...string) *manag
 	assert.NilError(t, os.WriteFile(cfg, []byte(b.String()), 0o644))
 	port := freePort(t)
 	m := &managerProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), log: &lockedBuffer{}, done: make(chan struct{})}
-	m.cmd = exec.Command("runuser", "-u", managerUser, "--", bins.manager, "--config", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	// Straight as the manager's account (no runuser in between), so that
+	// signals reach the manager itself.
+	u, err := user.Lookup(managerUser)
+	assert.NilError(t, err, "scripts/setup.sh creates the %s account", managerUser)
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	m.cmd = exec.Command(bins.manager, "--config", cfg, "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	m.cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/"}
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	assert.NilError(t, m.cmd.Start())
 	go func() { m.cmd.Wait(); close(m.done) }()
 	t.Cleanup(func() {
-		m.cmd.Process.Signal(os.Interrupt)
+		m.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-m.done:
 		case <-time.After(10 * time.Second):
+			t.Errorf("the manager did not stop within 10 s of SIGTERM")
 			m.cmd.Process.Kill()
+			<-m.done
 		}
 		if t.Failed() {
 			t.Logf("manager %s log:\n%s", m.url, m.log)
