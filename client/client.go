@@ -7,6 +7,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,6 +61,16 @@ type Option func(*Client)
 
 // WithSigner signs every request with s.
 func WithSigner(s Signer) Option { return func(c *Client) { c.sign = s } }
+
+// WithRootCAs makes HTTPS connections trust the certificates in pool
+// instead of the system's, e.g. a site CA for the manager.
+func WithRootCAs(pool *x509.CertPool) Option {
+	return func(c *Client) {
+		if tr, ok := c.http.Transport.(*http.Transport); ok {
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+	}
+}
 
 // WithManager says the address is baicommit-manager's, for messages.
 func WithManager() Option { return func(c *Client) { c.server = "manager" } }

@@ -59,6 +59,11 @@ func (e *env) app() *ucli.App {
 				Usage:   "baicommit-manager `URL` (http(s)://host:port); default from " + DefaultClientConfig + "; without one, the node's agent is asked",
 				EnvVars: []string{EnvManager},
 			},
+			&ucli.StringFlag{
+				Name:    "ca",
+				Usage:   "PEM `FILE` of the CA that signed an https manager's certificate (default: the system's, or ca in " + DefaultClientConfig + ")",
+				EnvVars: []string{"BAICOMMIT_CA"},
+			},
 		},
 		Commands: []*ucli.Command{
 			e.commitCommand(),

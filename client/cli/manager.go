@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ const DefaultClientConfig = "/etc/baicommit/client.toml"
 // clientConfig is the client's TOML configuration.
 type clientConfig struct {
 	Manager string `toml:"manager"`
+	// CA is a PEM file of the CA that signed the manager's certificate,
+	// when it is not one the system trusts.
+	CA string `toml:"ca"`
 }
 
 // credentialTTL is the lifetime of the credential sent with each request:
@@ -49,18 +53,46 @@ func managerURL(c *ucli.Context) (string, error) {
 	if c.IsSet("agent") {
 		return "", nil
 	}
+	cfg, err := loadClientConfig()
+	return cfg.Manager, err
+}
+
+// loadClientConfig reads the client configuration; none is no error.
+func loadClientConfig() (clientConfig, error) {
 	path := os.Getenv(EnvClientConfig)
 	if path == "" {
 		path = DefaultClientConfig
 	}
 	var cfg clientConfig
-	if err := policy.LoadTOML(path, &cfg); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil
-		}
-		return "", err
+	if err := policy.LoadTOML(path, &cfg); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return cfg, err
 	}
-	return cfg.Manager, nil
+	return cfg, nil
+}
+
+// rootCAs returns the CA pool --ca (or the configuration's ca) names, or
+// nil for the system's.
+func rootCAs(c *ucli.Context) (*x509.CertPool, error) {
+	path := c.String("ca")
+	if path == "" {
+		cfg, err := loadClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		path = cfg.CA
+	}
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // newClient returns a client of the manager, if one is configured, or of
@@ -75,11 +107,19 @@ func newClient(c *ucli.Context) (*client.Client, error) {
 	}
 	codec := munge.Codec{}
 	stderr := c.App.ErrWriter
-	return client.New(mgr, client.WithManager(),
+	opts := []client.Option{client.WithManager()}
+	pool, err := rootCAs(c)
+	if err != nil {
+		return nil, err
+	}
+	if pool != nil {
+		opts = append(opts, client.WithRootCAs(pool))
+	}
+	return client.New(mgr, append(opts,
 		client.WithSigner(func(ctx context.Context, req *http.Request, body []byte) error {
 			return codec.Sign(ctx, req, body, "", munge.EncodeOptions{TTL: credentialTTL})
 		}),
-		client.WithWarnings(func(w string) { fmt.Fprintln(stderr, "baicommit: warning:", warningText(w)) }))
+		client.WithWarnings(func(w string) { fmt.Fprintln(stderr, "baicommit: warning:", warningText(w)) }))...)
 }
 
 // warningText returns the quoted text of an HTTP Warning header value.

@@ -3,6 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -105,7 +113,15 @@ func startManager(t *testing.T, agents map[string]string, keys ...string) *manag
 	cfg := filepath.Join(dir, "manager.toml")
 	assert.NilError(t, os.WriteFile(cfg, []byte(b.String()), 0o644))
 	port := freePort(t)
-	m := &managerProc{url: fmt.Sprintf("http://127.0.0.1:%d", port), log: &lockedBuffer{}, done: make(chan struct{})}
+	scheme := "http"
+	for _, k := range keys {
+		if strings.HasPrefix(k, "tls_cert") {
+			scheme = "https"
+		}
+	}
+	m := &managerProc{url: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), log: &lockedBuffer{}, done: make(chan struct{})}
+	// Only to see that it is up: the tests check certificates themselves.
+	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	// Straight as the manager's account (no runuser in between), so that
 	// signals reach the manager itself.
 	u, err := user.Lookup(managerUser)
@@ -137,7 +153,7 @@ func startManager(t *testing.T, agents map[string]string, keys ...string) *manag
 			return poll.Error(fmt.Errorf("manager exited: %s", m.log))
 		default:
 		}
-		resp, err := http.Get(m.url + "/healthz")
+		resp, err := probe.Get(m.url + "/healthz")
 		if err != nil {
 			return poll.Continue("manager not up: %v", err)
 		}
@@ -543,4 +559,64 @@ func TestSocketActivatedTCPListener(t *testing.T) {
 	assert.Equal(t, task.State, api.StateSucceeded)
 	assert.Check(t, is.Contains(a.log.String(), `"listeners":2,"socket_activated":true`))
 	assert.Check(t, is.Equal(fileInArchive(t, alice, task.Archive.Path, "/root/a.txt"), "activated"))
+}
+
+// With tls_cert and tls_key the manager speaks HTTPS; the CLI trusts a site
+// CA given with --ca and refuses a certificate nobody it trusts signed.
+func TestManagerTLS(t *testing.T) {
+	dir, err := os.MkdirTemp("", "baicommit-e2e-pki-")
+	assert.NilError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	assert.NilError(t, os.Chmod(dir, 0o755)) // the manager's account reads its certificate here
+	caFile, certFile, keyFile := writeTestPKI(t, dir)
+	c := newCluster(t, []string{"bcn1"}, 0, nil)
+	m := startManager(t, c.urls, "tls_cert = "+strconv.Quote(certFile), "tls_key = "+strconv.Quote(keyFile))
+	assert.Assert(t, strings.HasPrefix(m.url, "https://"))
+
+	r := m.cli(t, alice, "--ca", caFile, "version", "--json")
+	assert.Equal(t, r.code, 0, "%s", r)
+	var v api.VersionInfo
+	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &v))
+	assert.Check(t, is.Equal(v.CallerName, alice))
+
+	r = m.cli(t, alice, "version")
+	assert.Equal(t, r.code, 1, "%s", r)
+	assert.Check(t, is.Contains(r.stderr, "certificate signed by unknown authority"))
+}
+
+// writeTestPKI writes a CA and a certificate for 127.0.0.1 signed by it.
+func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	assert.NilError(t, err)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "baicommit test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	assert.NilError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	assert.NilError(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	assert.NilError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	assert.NilError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	assert.NilError(t, err)
+	write := func(name, typ string, b []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		assert.NilError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), mode))
+		return p
+	}
+	caFile = write("ca.pem", "CERTIFICATE", caDER, 0o644)
+	certFile = write("manager.pem", "CERTIFICATE", der, 0o644)
+	keyFile = write("manager.key", "EC PRIVATE KEY", keyDER, 0o600)
+	u, err := user.Lookup(managerUser)
+	assert.NilError(t, err)
+	uid, _ := strconv.Atoi(u.Uid)
+	assert.NilError(t, os.Chown(keyFile, uid, -1))
+	return caFile, certFile, keyFile
 }
