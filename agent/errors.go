@@ -1,62 +1,25 @@
 package agent
 
-import (
-	"errors"
-	"fmt"
-	"net/http"
-)
+import "github.com/baicommit/baicommit/httperr"
 
-// Kind classifies errors that a caller can act on.
-type Kind int
+// Kind classifies errors that a caller can act on (see package httperr).
+type Kind = httperr.Kind
 
-// Kinds of caller-facing errors.
+// Kinds of caller-facing errors the agent answers with.
 const (
-	KindInternal     Kind = iota
-	KindInvalid           // bad input
-	KindForbidden         // not the caller's
-	KindNotFound          // no such container or task
-	KindConflict          // a freeze of it is already running
-	KindUnavailable       // the owner's Podman cannot be reached
-	KindUnauthorized      // no identity
+	KindInternal     = httperr.Internal
+	KindInvalid      = httperr.Invalid      // bad input
+	KindForbidden    = httperr.Forbidden    // not the caller's
+	KindNotFound     = httperr.NotFound     // no such container or task
+	KindConflict     = httperr.Conflict     // a freeze of it is already running
+	KindUnavailable  = httperr.Unavailable  // the owner's Podman cannot be reached
+	KindUnauthorized = httperr.Unauthorized // no identity
 )
 
 // Error is an error whose message is written for the user.
-type Error struct {
-	Kind Kind
-	Msg  string
-	// Task is the running task's id for KindConflict.
-	Task string
-	Err  error
-}
+type Error = httperr.Error
 
-func (e *Error) Error() string { return e.Msg }
-func (e *Error) Unwrap() error { return e.Err }
+func userErr(k Kind, format string, args ...any) *Error { return httperr.New(k, format, args...) }
 
-func userErr(k Kind, format string, args ...any) *Error {
-	err := fmt.Errorf(format, args...)
-	return &Error{Kind: k, Msg: err.Error(), Err: errors.Unwrap(err)}
-}
-
-// Status maps an error to its HTTP status code; this is the only place
-// that does.
-func Status(err error) int {
-	var e *Error
-	if !errors.As(err, &e) {
-		return http.StatusInternalServerError
-	}
-	switch e.Kind {
-	case KindInvalid:
-		return http.StatusBadRequest
-	case KindForbidden:
-		return http.StatusForbidden
-	case KindNotFound:
-		return http.StatusNotFound
-	case KindConflict:
-		return http.StatusConflict
-	case KindUnavailable:
-		return http.StatusServiceUnavailable
-	case KindUnauthorized:
-		return http.StatusUnauthorized
-	}
-	return http.StatusInternalServerError
-}
+// Status maps an error to its HTTP status code (httperr.Status).
+func Status(err error) int { return httperr.Status(err) }

@@ -1,63 +1,27 @@
 package manager
 
-import (
-	"errors"
-	"fmt"
-	"net/http"
-)
+import "github.com/baicommit/baicommit/httperr"
 
-// Kind classifies errors that a caller can act on.
-type Kind int
+// Kind classifies errors that a caller can act on (see package httperr).
+type Kind = httperr.Kind
 
-// Kinds of caller-facing errors.
+// Kinds of caller-facing errors the manager answers with; answers an agent
+// gives keep the agent's own status.
 const (
-	KindInternal     Kind = iota
-	KindInvalid           // bad input
-	KindUnauthorized      // no, bad, expired or replayed credential
-	KindForbidden         // not the caller's
-	KindNotFound          // no such node, job or task
-	KindBadGateway        // an agent cannot be reached
-	KindUnavailable       // MUNGE or Slurm cannot answer
-	KindTimeout           // an agent did not answer in time
+	KindInternal     = httperr.Internal
+	KindInvalid      = httperr.Invalid      // bad input
+	KindUnauthorized = httperr.Unauthorized // no, bad, expired or replayed credential
+	KindForbidden    = httperr.Forbidden    // not the caller's
+	KindNotFound     = httperr.NotFound     // no such node, job or task
+	KindBadGateway   = httperr.BadGateway   // an agent cannot be reached
+	KindUnavailable  = httperr.Unavailable  // MUNGE or Slurm cannot answer
+	KindTimeout      = httperr.Timeout      // an agent did not answer in time
 )
 
 // Error is an error whose message is written for the user.
-type Error struct {
-	Kind Kind
-	Msg  string
-	Err  error
-}
+type Error = httperr.Error
 
-func (e *Error) Error() string { return e.Msg }
-func (e *Error) Unwrap() error { return e.Err }
+func userErr(k Kind, format string, args ...any) *Error { return httperr.New(k, format, args...) }
 
-func userErr(k Kind, format string, args ...any) *Error {
-	err := fmt.Errorf(format, args...)
-	return &Error{Kind: k, Msg: err.Error(), Err: errors.Unwrap(err)}
-}
-
-// Status maps an error to its HTTP status code; this is the only place
-// that does. Answers an agent gives keep the agent's own status.
-func Status(err error) int {
-	var e *Error
-	if !errors.As(err, &e) {
-		return http.StatusInternalServerError
-	}
-	switch e.Kind {
-	case KindInvalid:
-		return http.StatusBadRequest
-	case KindUnauthorized:
-		return http.StatusUnauthorized
-	case KindForbidden:
-		return http.StatusForbidden
-	case KindNotFound:
-		return http.StatusNotFound
-	case KindBadGateway:
-		return http.StatusBadGateway
-	case KindUnavailable:
-		return http.StatusServiceUnavailable
-	case KindTimeout:
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusInternalServerError
-}
+// Status maps an error to its HTTP status code (httperr.Status).
+func Status(err error) int { return httperr.Status(err) }
