@@ -7,6 +7,10 @@ GO ?= go
 # (gpgme, btrfs, devicemapper). Exported so scripts/test.sh uses the same list.
 AGENT_TAGS ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 export AGENT_TAGS
+# The CLI pushes with containers/image and stays a static CGO_ENABLED=0
+# binary: signatures through pure-Go OpenPGP instead of gpgme.
+CLI_TAGS ?= containers_image_openpgp
+export CLI_TAGS
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -22,7 +26,7 @@ all: build
 # go build decides what is stale, so both binaries are always handed to it.
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
+	CGO_ENABLED=0 $(GO) build -tags '$(CLI_TAGS)' -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
 
 test:

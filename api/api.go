@@ -29,6 +29,52 @@ type FreezeRequest struct {
 	Image string `json:"image,omitempty"`
 	// Job is the Slurm job id the session belongs to, when known.
 	Job string `json:"job,omitempty"`
+	// Push, when set, pushes the frozen image to a registry once the
+	// archive is written.
+	Push *PushRequest `json:"push,omitempty"`
+}
+
+// PushRequest asks for the frozen image to be pushed to an OCI registry
+// with the owner's credentials.
+type PushRequest struct {
+	// Ref is the destination NAME[:TAG] (registry host included).
+	Ref string `json:"ref"`
+	// Creds is USER:PASSWORD for the registry. The agent hands it to the
+	// push helper on a pipe and never stores or logs it; without it the
+	// owner's own auth files are used.
+	Creds string `json:"creds,omitempty"`
+	// AuthFile is an auth file to use instead of the owner's default
+	// ones, read as the owner.
+	AuthFile string `json:"authfile,omitempty"`
+	// TLSVerify false allows plain HTTP and unverified certificates.
+	TLSVerify *bool `json:"tls_verify,omitempty"`
+}
+
+// Push states.
+const (
+	PushPending   = "pending"
+	PushRunning   = "running"
+	PushSucceeded = "pushed"
+	PushFailed    = "failed"
+)
+
+// PushStatus is the push part of a task: where to, how far, and how it
+// ended. It never holds credentials.
+type PushStatus struct {
+	Ref    string `json:"ref"`
+	State  string `json:"state"`
+	Digest string `json:"digest,omitempty"` // manifest digest in the registry
+	Error  string `json:"error,omitempty"`
+	// Sent and Total count layer bytes read for the push so far.
+	Sent  int64 `json:"sent,omitempty"`
+	Total int64 `json:"total,omitempty"`
+}
+
+// PushRecord is one push of an archive, as its sidecar remembers it.
+type PushRecord struct {
+	Ref    string    `json:"ref"`
+	Digest string    `json:"digest"`
+	Pushed time.Time `json:"pushed"`
 }
 
 // Task states.
@@ -45,6 +91,7 @@ const (
 	PhaseCommitting = "committing" // podman commit
 	PhaseExporting  = "exporting"  // reading the image, compressing, writing
 	PhaseFinishing  = "finishing"  // fsync, rename, sidecar, image clean-up
+	PhasePushing    = "pushing"    // pushing the archive to a registry
 )
 
 // Task is one freeze and everything known about it.
@@ -70,6 +117,10 @@ type Task struct {
 	Started     time.Time `json:"started,omitzero"`
 	Finished    time.Time `json:"finished,omitzero"`
 	Durations   Durations `json:"durations,omitzero"`
+
+	// Push is set when the freeze was asked to push; a failed push leaves
+	// the task succeeded (the archive is there) with Push.State failed.
+	Push *PushStatus `json:"push,omitempty"`
 }
 
 // Done reports whether the task reached a final state.
@@ -133,6 +184,9 @@ type Sidecar struct {
 	Task            string    `json:"task"`
 	ContainerState  string    `json:"container_state,omitempty"`
 	Created         time.Time `json:"created"`
+
+	// Pushes lists where the archive was pushed, oldest first.
+	Pushes []PushRecord `json:"pushes,omitempty"`
 }
 
 // VersionInfo answers the version route.
@@ -143,6 +197,11 @@ type VersionInfo struct {
 	Running    int    `json:"running_tasks"`
 	CallerUID  int    `json:"caller_uid"`
 	CallerName string `json:"caller_name,omitempty"`
+
+	// SaveDir is the caller's directory of archives on the shared
+	// filesystem (the part of save_path that depends only on the user),
+	// where `baicommit list` looks for sidecars.
+	SaveDir string `json:"save_dir,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

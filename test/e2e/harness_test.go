@@ -85,7 +85,7 @@ func installBinaries(dir string) error {
 	}
 	for _, b := range []struct{ out, pkg, tags string }{
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
-		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
+		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", "containers_image_openpgp"},
 	} {
 		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
