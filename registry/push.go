@@ -115,6 +115,9 @@ func Push(ctx context.Context, opts Options) (Result, error) {
 		secret = auth.Password
 	}
 	pushErr := func(err error) error { return explain(res.Ref, reference.Domain(dest), redact(err, secret)) }
+	if err := defaultAuth(sys, dest); err != nil {
+		return res, err
+	}
 
 	// The archive is decompressed once, whatever the retries.
 	reader, err := dockerarchive.NewReader(sys, opts.Archive)
@@ -150,7 +153,7 @@ func Push(ctx context.Context, opts Options) (Result, error) {
 	var manifestBytes []byte
 	err = retry(ctx, opts.Retries, delay, func() error {
 		var p *progress
-		copts := &copy.Options{}
+		copts := &copy.Options{SourceCtx: sys, DestinationCtx: sys}
 		if opts.Progress != nil {
 			p = newProgress(total, opts.Progress)
 			copts.Progress, copts.ProgressInterval = p.ch, 250*time.Millisecond
