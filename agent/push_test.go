@@ -59,4 +59,3 @@ func TestRuntimeDirEnv(t *testing.T) {
 	}
 	assert.Check(t, is.Len(runtimeDirEnv(&userpodman.User{UID: 4242424}), 0))
 }
-

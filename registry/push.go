@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"go.podman.io/image/v5/copy"
-	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker"
+	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/signature"

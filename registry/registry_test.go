@@ -53,7 +53,6 @@ func TestParseCreds(t *testing.T) {
 	assert.Check(t, !strings.Contains(err.Error(), "s3cret"))
 }
 
-
 func TestIsAuth(t *testing.T) {
 	netErr := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
 	for _, tc := range []struct {

@@ -10,7 +10,6 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-
 // errorWidth caps error messages in the task table; status shows them whole.
 const errorWidth = 60
 

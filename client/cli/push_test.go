@@ -125,7 +125,9 @@ func TestListArchives(t *testing.T) {
 		Pushes: []api.PushRecord{{Ref: "reg.example/a/lab:v1", Digest: "sha256:1"}}})
 	assert.NilError(t, os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{"), 0o644))
 	addr := fakeAgent(t, map[string]http.HandlerFunc{
-		"GET " + api.RouteTasks:   func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, []api.Task{exporting, succeeded}) },
+		"GET " + api.RouteTasks: func(w http.ResponseWriter, r *http.Request) {
+			reply(w, http.StatusOK, []api.Task{exporting, succeeded})
+		},
 		"GET " + api.RouteVersion: func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, api.VersionInfo{SaveDir: dir}) },
 	})
 
