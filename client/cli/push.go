@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -121,6 +122,9 @@ func (e *env) push(c *ucli.Context) error {
 		AuthFile: req.AuthFile,
 		Insecure: req.TLSVerify != nil && !*req.TLSVerify,
 		Retries:  registry.DefaultRetries,
+		// The archive is unpacked there while it is pushed: a job's
+		// TMPDIR is usually the right scratch space.
+		TempDir: os.Getenv("TMPDIR"),
 	}
 	if e.tty {
 		b := &progressBar{w: e.stderr, width: e.width, now: e.now}
