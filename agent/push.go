@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/baicommit/baicommit/agent/export"
 	"github.com/baicommit/baicommit/agent/taskstore"
@@ -38,6 +39,8 @@ func checkPush(p *api.PushRequest) (*api.PushStatus, error) {
 // the owner's) or gets req.Creds on its standard input. A failed push
 // leaves the archive and the task succeeded, with the push marked failed.
 func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.User, req api.PushRequest) {
+	t0 := time.Now()
+	defer a.update(r, func(r *taskstore.Record) { r.Durations.Push = time.Since(t0).Seconds() })
 	a.update(r, func(r *taskstore.Record) {
 		r.Phase = api.PhasePushing
 		r.Push.State = api.PushRunning

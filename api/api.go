@@ -151,6 +151,7 @@ type Durations struct {
 	Commit float64 `json:"commit,omitempty"`
 	Export float64 `json:"export,omitempty"`
 	Total  float64 `json:"total,omitempty"`
+	Push   float64 `json:"push,omitempty"`
 }
 
 // Session is one of the caller's containers, as the sessions route lists it.

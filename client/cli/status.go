@@ -133,7 +133,7 @@ func durationsText(d api.Durations) string {
 	for _, p := range []struct {
 		name string
 		s    float64
-	}{{"commit", d.Commit}, {"export", d.Export}, {"total", d.Total}} {
+	}{{"commit", d.Commit}, {"export", d.Export}, {"push", d.Push}, {"total", d.Total}} {
 		if p.s > 0 {
 			parts = append(parts, p.name+" "+seconds(p.s))
 		}
