@@ -8,6 +8,10 @@ GO ?= go
 # request. Exported so scripts/test.sh uses the same list.
 AGENT_TAGS ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge
 export AGENT_TAGS
+# The CLI pushes with containers/image and stays a static CGO_ENABLED=0
+# binary: signatures through pure-Go OpenPGP instead of gpgme.
+CLI_TAGS ?= containers_image_openpgp
+export CLI_TAGS
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -23,7 +27,7 @@ all: build
 # go build decides what is stale, so both binaries are always handed to it.
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -o bin/baicommit ./cmd/baicommit
+	CGO_ENABLED=0 $(GO) build -tags '$(CLI_TAGS)' -o bin/baicommit ./cmd/baicommit
 	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
 	CGO_ENABLED=1 $(GO) build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
 	CGO_ENABLED=0 $(GO) build -o bin/baicommit-epilog ./cmd/baicommit-epilog

@@ -133,6 +133,9 @@ func (a *Agent) recover() error {
 		}
 		r.State, r.Phase = api.StateFailed, ""
 		r.Error = "the agent restarted while this freeze was running; no archive was written. Run the freeze again."
+		if r.Push != nil && r.Push.State != api.PushSucceeded {
+			r.Push.State, r.Push.Error = api.PushFailed, "the agent restarted before the push ended"
+		}
 		r.Finished = time.Now().UTC()
 		if err := a.store.Put(r); err != nil {
 			return err
@@ -206,6 +209,10 @@ func clone(r *taskstore.Record) *taskstore.Record {
 	if r.Archive != nil {
 		ar := *r.Archive
 		cp.Archive = &ar
+	}
+	if r.Push != nil {
+		p := *r.Push
+		cp.Push = &p
 	}
 	return &cp
 }

@@ -101,6 +101,12 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	if err != nil {
 		return nil, err
 	}
+	var push *api.PushStatus
+	if req.Push != nil {
+		if push, err = checkPush(req.Push); err != nil {
+			return nil, err
+		}
+	}
 	id := newTaskID(a.cfg.NodeName)
 	vars := policy.Vars{User: u.Name, UID: fmt.Sprint(u.UID), Node: a.cfg.NodeName, Job: req.Job,
 		Container: name[:min(len(name), 64)], Task: taskToken(id), Time: now}
@@ -120,7 +126,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		Task: api.Task{
 			ID: id, State: api.StateQueued, Container: req.Container, ContainerID: ctr.ID,
 			Owner: u.Name, OwnerUID: u.UID, Requester: c.UID, Node: a.cfg.NodeName, Job: req.Job,
-			Image: image, BaseImage: ctr.ImageName, Created: now,
+			Image: image, BaseImage: ctr.ImageName, Created: now, Push: push,
 		},
 		Dir: dir, Root: root,
 		// Unique to node and task: saves from several nodes or several
@@ -152,7 +158,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	go func() {
 		defer a.wg.Done()
 		defer a.Activity.End()
-		a.run(rec, u, state)
+		a.run(rec, u, state, req.Push)
 	}()
 	return &cp, nil
 }
@@ -202,7 +208,7 @@ func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
 
 // run carries a task to its end, once one of the node's freeze slots is
 // free (until then it stays queued).
-func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string) {
+func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string, push *api.PushRequest) {
 	select {
 	case a.slots <- struct{}{}:
 	case <-a.ctx.Done():
@@ -214,7 +220,13 @@ func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string) {
 	a.update(r, func(r *taskstore.Record) {
 		r.State, r.Phase, r.Started = api.StateRunning, api.PhaseConnecting, start.UTC()
 	})
-	a.finish(r, a.freeze(a.ctx, r, u, state), start)
+	err := a.freeze(a.ctx, r, u, state)
+	if err == nil && push != nil {
+		// push holds the request's credentials, which live only here and
+		// in the push helper's standard input.
+		a.push(a.ctx, r, u, *push)
+	}
+	a.finish(r, err, start)
 }
 
 // finish records how a task ended and lets its container be frozen again.
@@ -229,6 +241,9 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 			r.State = api.StateFailed
 			r.Error = a.explain(err, r)
 			r.Archive = nil
+			if r.Push != nil {
+				r.Push.State, r.Push.Error = api.PushFailed, "nothing was pushed: the freeze failed"
+			}
 			return
 		}
 		r.State = api.StateSucceeded

@@ -54,6 +54,10 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 			Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
 		}
 	}
+	if spec.Op == export.OpPush {
+		// Where the owner's `podman login` keeps its auth file.
+		cmd.Env = append(cmd.Env, runtimeDirEnv(u)...)
+	}
 	// A helper never outlives the agent (the agent's restart recovery then
 	// removes what it left).
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL

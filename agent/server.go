@@ -129,8 +129,12 @@ func (a *Agent) handleSessions(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
 	c := caller(r)
-	writeJSON(w, http.StatusOK, api.VersionInfo{Version: Version, API: api.Version, Node: a.cfg.NodeName,
-		Running: a.Running(), CallerUID: c.UID, CallerName: c.name()})
+	v := api.VersionInfo{Version: Version, API: api.Version, Node: a.cfg.NodeName,
+		Running: a.Running(), CallerUID: c.UID, CallerName: c.name()}
+	if c.User != nil && c.UID != 0 {
+		v.SaveDir = a.cfg.UserDir(c.User.Name, strconv.Itoa(c.UID))
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -105,6 +105,52 @@ type FreezeRequest struct {
 	// Node is the node that runs the container. The manager routes by it
 	// (or by Job); an agent refuses a request meant for another node.
 	Node string `json:"node,omitempty"`
+	// Push, when set, pushes the frozen image to a registry once the
+	// archive is written.
+	Push *PushRequest `json:"push,omitempty"`
+}
+
+// PushRequest asks for the frozen image to be pushed to an OCI registry
+// with the owner's credentials.
+type PushRequest struct {
+	// Ref is the destination NAME[:TAG] (registry host included).
+	Ref string `json:"ref"`
+	// Creds is USER:PASSWORD for the registry. The agent hands it to the
+	// push helper on a pipe and never stores or logs it; without it the
+	// owner's own auth files are used.
+	Creds string `json:"creds,omitempty"`
+	// AuthFile is an auth file to use instead of the owner's default
+	// ones, read as the owner.
+	AuthFile string `json:"authfile,omitempty"`
+	// TLSVerify false allows plain HTTP and unverified certificates.
+	TLSVerify *bool `json:"tls_verify,omitempty"`
+}
+
+// Push states.
+const (
+	PushPending   = "pending"
+	PushRunning   = "running"
+	PushSucceeded = "pushed"
+	PushFailed    = "failed"
+)
+
+// PushStatus is the push part of a task: where to, how far, and how it
+// ended. It never holds credentials.
+type PushStatus struct {
+	Ref    string `json:"ref"`
+	State  string `json:"state"`
+	Digest string `json:"digest,omitempty"` // manifest digest in the registry
+	Error  string `json:"error,omitempty"`
+	// Sent and Total count layer bytes read for the push so far.
+	Sent  int64 `json:"sent,omitempty"`
+	Total int64 `json:"total,omitempty"`
+}
+
+// PushRecord is one push of an archive, as its sidecar remembers it.
+type PushRecord struct {
+	Ref    string    `json:"ref"`
+	Digest string    `json:"digest"`
+	Pushed time.Time `json:"pushed"`
 }
 
 // Task states.
@@ -121,6 +167,7 @@ const (
 	PhaseCommitting = "committing" // podman commit
 	PhaseExporting  = "exporting"  // reading the image, compressing, writing
 	PhaseFinishing  = "finishing"  // fsync, rename, sidecar, image clean-up
+	PhasePushing    = "pushing"    // pushing the archive to a registry
 )
 
 // Task is one freeze and everything known about it.
@@ -150,6 +197,9 @@ type Task struct {
 	// Trigger says why the freeze started: "" asked for, "epilog" its
 	// Slurm job ended.
 	Trigger string `json:"trigger,omitempty"`
+	// Push is set when the freeze was asked to push; a failed push leaves
+	// the task succeeded (the archive is there) with Push.State failed.
+	Push *PushStatus `json:"push,omitempty"`
 }
 
 // Done reports whether the task reached a final state.
@@ -180,6 +230,7 @@ type Durations struct {
 	Commit float64 `json:"commit,omitempty"`
 	Export float64 `json:"export,omitempty"`
 	Total  float64 `json:"total,omitempty"`
+	Push   float64 `json:"push,omitempty"`
 }
 
 // Session is one of the caller's containers, as the sessions route lists it.
@@ -220,6 +271,8 @@ type Sidecar struct {
 	JobExit string `json:"job_exit,omitempty"`
 	// Trigger: "" asked for, "epilog" its Slurm job ended.
 	Trigger string `json:"trigger,omitempty"`
+	// Pushes lists where the archive was pushed, oldest first.
+	Pushes []PushRecord `json:"pushes,omitempty"`
 }
 
 // VersionInfo answers the version route.
@@ -230,6 +283,11 @@ type VersionInfo struct {
 	Running    int    `json:"running_tasks"`
 	CallerUID  int    `json:"caller_uid"`
 	CallerName string `json:"caller_name,omitempty"`
+
+	// SaveDir is the caller's directory of archives on the shared
+	// filesystem (the part of save_path that depends only on the user),
+	// where `baicommit list` looks for sidecars.
+	SaveDir string `json:"save_dir,omitempty"`
 }
 
 // NodeStatus is one node as the manager sees it.

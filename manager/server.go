@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/policy"
 )
 
 // Routes of the manager's own, next to the API routes it shares with agents.
@@ -299,7 +301,13 @@ func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request, id *Identi
 }
 
 func (m *Manager) handleVersion(w http.ResponseWriter, _ *http.Request, id *Identity) {
-	writeJSON(w, http.StatusOK, api.VersionInfo{Version: Version, API: api.Version, Node: "manager", CallerUID: id.UID, CallerName: id.Name})
+	v := api.VersionInfo{Version: Version, API: api.Version, Node: "manager", CallerUID: id.UID, CallerName: id.Name}
+	if m.cfg.SavePath != "" {
+		// Where `baicommit list` finds the caller's archives.
+		p := policy.Policy{SavePath: m.cfg.SavePath}
+		v.SaveDir = p.UserDir(id.Name, strconv.Itoa(id.UID))
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 // result is one node's answer in a fan-out.

@@ -38,7 +38,7 @@ if command -v make >/dev/null; then
     make --no-print-directory build
 else
     mkdir -p bin
-    CGO_ENABLED=0 go build -o bin/baicommit ./cmd/baicommit
+    CGO_ENABLED=0 go build -tags "${CLI_TAGS:-containers_image_openpgp}" -o bin/baicommit ./cmd/baicommit
     CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
 fi
 

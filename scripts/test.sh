@@ -10,6 +10,8 @@ export PATH="/usr/local/go/bin:$PATH"
 # Same list as the Makefile's AGENT_TAGS (make exports it; this is for direct runs).
 : "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge}"
 export AGENT_TAGS
+: "${CLI_TAGS:=containers_image_openpgp}"
+export CLI_TAGS
 
 STEP=""
 T0=$SECONDS
@@ -45,7 +47,7 @@ fi
 
 step "build (bin/baicommit, bin/baicommit-agent, bin/baicommit-manager)"
 mkdir -p bin
-CGO_ENABLED=0 go build -o bin/baicommit ./cmd/baicommit
+CGO_ENABLED=0 go build -tags "$CLI_TAGS" -o bin/baicommit ./cmd/baicommit
 CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
 # cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs,
 # and MUNGE credentials go through libmunge instead of a munge process per request.

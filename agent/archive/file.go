@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -106,6 +107,18 @@ func (a *File) Abort() {
 // WriteSidecar writes v as indented JSON to name in dir, through a
 // temporary file so that a reader never sees half of it.
 func WriteSidecar(dir *os.File, name string, mode os.FileMode, v any) error {
+	return writeJSON(dir, name, mode, v, false)
+}
+
+// ReplaceSidecar writes v over the sidecar name in dir atomically: through
+// a temporary file of its own, renamed over the old one, so that a reader
+// sees either the old or the new sidecar, never a mix, and a crash leaves
+// the old one.
+func ReplaceSidecar(dir *os.File, name string, mode os.FileMode, v any) error {
+	return writeJSON(dir, name, mode, v, true)
+}
+
+func writeJSON(dir *os.File, name string, mode os.FileMode, v any, replace bool) error {
 	if !ValidName(name) {
 		return fmt.Errorf("%w: bad sidecar name %q", ErrUnsafePath, name)
 	}
@@ -115,14 +128,23 @@ func WriteSidecar(dir *os.File, name string, mode os.FileMode, v any) error {
 	}
 	b = append(b, '\n')
 	temp := "." + name + ".partial"
+	if replace {
+		// Several updates may race; each has its own temporary file.
+		var rnd [6]byte
+		_, _ = rand.Read(rnd[:])
+		temp = "." + name + "." + hex.EncodeToString(rnd[:]) + ".partial"
+	}
 	f, err := createTemp(dir, temp, mode)
 	if err != nil {
 		return err
 	}
 	_, err = f.Write(b)
-	if err == nil {
+	switch {
+	case err == nil && replace:
+		err = publishReplace(dir, f, name)
+	case err == nil:
 		err = publish(dir, f, name)
-	} else {
+	default:
 		f.Close()
 	}
 	if err != nil {
@@ -159,6 +181,21 @@ func publish(dir, f *os.File, name string) error {
 	}
 	if err == nil {
 		err = renameNoReplace(dir, f.Name(), name)
+	}
+	if err == nil {
+		err = dir.Sync()
+	}
+	return err
+}
+
+// publishReplace is publish for a file that replaces name.
+func publishReplace(dir, f *os.File, name string) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(int(dir.Fd()), f.Name(), int(dir.Fd()), name)
 	}
 	if err == nil {
 		err = dir.Sync()

@@ -33,6 +33,8 @@ func Run(ctx context.Context, spec Spec, emit func(Event)) error {
 		return remove(spec)
 	case OpExport:
 		return runExport(ctx, spec, emit)
+	case OpPush:
+		return runPush(ctx, spec, emit)
 	}
 	return fmt.Errorf("unknown operation %q", spec.Op)
 }

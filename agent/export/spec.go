@@ -17,6 +17,7 @@ import "github.com/baicommit/baicommit/api"
 const (
 	OpExport = "export" // write an archive and its sidecar
 	OpRemove = "remove" // remove leftovers of a task (temporary files)
+	OpPush   = "push"   // push a finished archive to a registry, record it in the sidecar
 )
 
 // Spec is what the agent asks of one helper run.
@@ -43,6 +44,11 @@ type Spec struct {
 	Level    int      `json:"level,omitempty"`
 	// Sidecar is completed with the digest and size, then written.
 	Sidecar api.Sidecar `json:"sidecar"`
+
+	// Push says where OpPush pushes the archive Name, and how. It reaches
+	// the helper only on its standard input (a pipe), never on its
+	// command line or in its environment, because it may hold a password.
+	Push *api.PushRequest `json:"push,omitempty"`
 }
 
 // Store says which containers-storage the owner's Podman uses, as its
@@ -72,4 +78,6 @@ type Event struct {
 	NoSpace bool   `json:"no_space,omitempty"`
 	SHA256  string `json:"sha256,omitempty"`
 	Size    int64  `json:"size,omitempty"`
+	// Digest is the manifest digest a push left in the registry.
+	Digest string `json:"digest,omitempty"`
 }

@@ -72,6 +72,8 @@ func (e *env) app() *ucli.App {
 			e.sessionsCommand(),
 			e.versionCommand(),
 			e.nodesCommand(),
+			e.pushCommand(),
+			e.restoreCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.

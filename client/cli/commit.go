@@ -21,14 +21,15 @@ func (e *env) commitCommand() *ucli.Command {
 		Description: "Starts a freeze of CONTAINER (a name or id from 'baicommit sessions') and\n" +
 			"prints the task id. With --wait, follows the freeze to the end and prints\n" +
 			"the archive's path, size and sha256; the exit code is 1 if it failed.",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "wait", Aliases: []string{"w"}, Usage: "follow the freeze until it ends"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the task (the final one with --wait) as JSON"},
 			&ucli.StringFlag{Name: "tag", Aliases: []string{"t"}, Usage: "name the frozen image `NAME:TAG` (default localhost/baicommit/CONTAINER:TIMESTAMP)"},
 			&ucli.StringFlag{Name: "user", Aliases: []string{"u"}, Usage: "freeze a container of `USER` (name or uid; needs the right to)"},
 			&ucli.StringFlag{Name: "job", Usage: "the Slurm `JOBID` the container belongs to (with --manager, also where it runs)"},
 			&ucli.StringFlag{Name: "node", Usage: "with --manager: the `NODE` the container runs on"},
-		},
+			&ucli.StringFlag{Name: "push", Usage: "then push the image to `REF` (REGISTRY/NAME[:TAG]) with your credentials"},
+		}, registryFlags()...),
 		OnUsageError: onUsageError,
 		Action:       e.commit,
 	}
@@ -43,6 +44,10 @@ func (e *env) commit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	push, err := commitPush(c)
+	if err != nil {
+		return err
+	}
 	ctx := c.Context
 	t, err := cl.Freeze(ctx, api.FreezeRequest{
 		Container: name,
@@ -50,6 +55,7 @@ func (e *env) commit(c *ucli.Context) error {
 		Image:     c.String("tag"),
 		Job:       c.String("job"),
 		Node:      c.String("node"),
+		Push:      push,
 	})
 	if err != nil {
 		return err
@@ -83,6 +89,10 @@ func (e *env) commit(c *ucli.Context) error {
 	}
 	if final.State == api.StateFailed {
 		printFailure(e.stderr, final, !asJSON)
+		return exitStatus(exitError)
+	}
+	if p := final.Push; p != nil && p.State == api.PushFailed {
+		fmt.Fprintf(e.stderr, "baicommit: the archive is complete, but pushing it to %s failed: %s\n", p.Ref, p.Error)
 		return exitStatus(exitError)
 	}
 	return nil
@@ -123,6 +133,10 @@ func printResult(w io.Writer, t *api.Task) {
 		if a.SHA256 != "" {
 			fmt.Fprintf(tw, "  sha256:\t%s\n", a.SHA256)
 		}
+	}
+	if p := t.Push; p != nil && p.State == api.PushSucceeded {
+		fmt.Fprintf(tw, "  pushed:\t%s\n", p.Ref)
+		fmt.Fprintf(tw, "  digest:\t%s\n", p.Digest)
 	}
 	if t.Durations.Total > 0 {
 		fmt.Fprintf(tw, "  took:\t%s\n", seconds(t.Durations.Total))

@@ -102,6 +102,7 @@ var phaseLabels = map[string]string{
 	api.PhaseCommitting: "committing the container",
 	api.PhaseExporting:  "exporting the image",
 	api.PhaseFinishing:  "finishing",
+	api.PhasePushing:    "pushing to the registry",
 }
 
 // activity describes what a task is doing right now.

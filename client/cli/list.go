@@ -8,18 +8,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/client"
 )
-
-func (e *env) listCommand() *ucli.Command {
-	return query[[]api.Task]{
-		name: "list", aliases: []string{"ls"},
-		usage:    "list your freezes, newest first",
-		jsonHelp: "print the tasks as a JSON array",
-		fetch:    (*client.Client).Tasks,
-		print:    printTo(printTasks),
-	}.command(e)
-}
 
 // errorWidth caps error messages in the task table; status shows them whole.
 const errorWidth = 60

@@ -44,6 +44,9 @@ func (b *progressBar) clear() {
 // that fills the last column wraps on some terminals, and a wrapped line
 // cannot be redrawn with \r). It is ASCII only, so bytes are columns.
 func barLine(t *api.Task, took time.Duration, width int) string {
+	if t.Phase == api.PhasePushing && t.Push != nil {
+		return pushLine(t.Push, took, width)
+	}
 	label := activity(t)
 	tail := "  " + clock(took)
 	p := t.Progress

@@ -81,6 +81,15 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 			row("SHA256", "%s", a.SHA256)
 		}
 	}
+	if p := t.Push; p != nil {
+		row("Push", "%s (%s)", p.Ref, p.State)
+		if p.Digest != "" {
+			row("Digest", "%s", p.Digest)
+		}
+		if p.Error != "" {
+			row("Push error", "%s", p.Error)
+		}
+	}
 	if !t.Done() && (t.Progress.BytesRead > 0 || t.Progress.BytesWritten > 0) {
 		row("Progress", "%s", progressText(t.Progress))
 	}
@@ -124,7 +133,7 @@ func durationsText(d api.Durations) string {
 	for _, p := range []struct {
 		name string
 		s    float64
-	}{{"commit", d.Commit}, {"export", d.Export}, {"total", d.Total}} {
+	}{{"commit", d.Commit}, {"export", d.Export}, {"push", d.Push}, {"total", d.Total}} {
 		if p.s > 0 {
 			parts = append(parts, p.name+" "+seconds(p.s))
 		}

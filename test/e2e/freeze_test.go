@@ -150,15 +150,18 @@ func TestFreezeRunningSession(t *testing.T) {
 	// The CLI shows the task to its owner.
 	r = a.cli(t, alice, "list", "--json")
 	assert.Equal(t, r.code, 0, "%s", r)
-	var tasks []api.Task
-	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &tasks))
+	var listed struct {
+		Tasks []api.Task `json:"tasks"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(r.stdout), &listed))
+	tasks := listed.Tasks
 	assert.Assert(t, len(tasks) == 1 && tasks[0].ID == task.ID, "%s", r)
 	r = a.cli(t, alice, "status", task.ID)
 	assert.Equal(t, r.code, 0, "%s", r)
 	assert.Check(t, is.Contains(r.stdout, path))
 	// Another user sees neither the task nor its details.
 	r = a.cli(t, bob, "list", "--json")
-	assert.Equal(t, strings.TrimSpace(r.stdout), "[]", "%s", r)
+	assert.Equal(t, strings.Join(strings.Fields(r.stdout), " "), `{ "tasks": [], "archives": [] }`, "%s", r)
 	r = a.cli(t, bob, "status", task.ID)
 	assert.Assert(t, r.code != 0, "%s", r)
 }

@@ -86,7 +86,7 @@ func installBinaries(dir string) error {
 	}
 	for _, b := range []struct{ out, pkg, tags string }{
 		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
-		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", ""},
+		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", "containers_image_openpgp"},
 		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", "libmunge"},
 		{filepath.Join(dir, "baicommit-epilog"), "github.com/baicommit/baicommit/cmd/baicommit-epilog", ""},
 	} {

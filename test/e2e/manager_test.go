@@ -230,9 +230,17 @@ func TestManagerFreezeThroughSlurmJob(t *testing.T) {
 	got := decodeTask(t, s2)
 	assert.Check(t, is.Equal(got.State, api.StateSucceeded))
 	assert.Check(t, is.Equal(got.Archive.Path, task.Archive.Path))
+	// The archive, found through the manager's save path on the shared filesystem.
 	l2 := c.managers[1].cli(t, alice, "list", "--json")
 	assert.Equal(t, l2.code, 0, "%s", l2)
-	assert.Check(t, is.Contains(l2.stdout, task.ID))
+	var listed struct {
+		Archives []struct {
+			Path string `json:"path"`
+		} `json:"archives"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(l2.stdout), &listed), "%s", l2)
+	assert.Assert(t, is.Len(listed.Archives, 1), "%s", l2)
+	assert.Check(t, is.Equal(listed.Archives[0].Path, task.Archive.Path))
 
 	// Metrics of the replica that relayed the freeze and saw it end.
 	metrics := httpGet(t, c.managers[0].url+"/metrics")

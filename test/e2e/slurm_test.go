@@ -256,15 +256,6 @@ func decodeTasks(t *testing.T, s string) []api.Task {
 	return obj.Tasks
 }
 
-func readSidecar(t *testing.T, path string) api.Sidecar {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	assert.NilError(t, err)
-	var sc api.Sidecar
-	assert.NilError(t, json.Unmarshal(b, &sc), "sidecar: %s", b)
-	return sc
-}
-
 // containerState is who's container's state, or "" if it is gone.
 func containerState(t *testing.T, who, name string) string {
 	t.Helper()

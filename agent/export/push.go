@@ -1,0 +1,64 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/baicommit/baicommit/agent/archive"
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/archives"
+	"github.com/baicommit/baicommit/registry"
+)
+
+// runPush pushes the finished archive spec.Name to spec.Push.Ref with the
+// credentials of the user the helper runs as (their auth files, found
+// through the HOME the agent set), or the ones the request carried, and
+// then records the push in the sidecar.
+func runPush(ctx context.Context, spec Spec, emit func(Event)) error {
+	if spec.Push == nil {
+		return errors.New("push: no destination")
+	}
+	if !archive.ValidName(spec.Name) || !archive.ValidName(spec.SidecarName) {
+		return fmt.Errorf("%w: bad archive name %q", archive.ErrUnsafePath, spec.Name)
+	}
+	dir, err := archive.OpenDir(spec.Root, spec.Dir, false)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	fd, err := unix.Openat(int(dir.Fd()), spec.Name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", spec.Name, err)
+	}
+	f := os.NewFile(uintptr(fd), spec.Name)
+	defer f.Close()
+
+	p := spec.Push
+	opts := registry.Options{
+		// The file this helper opened, not a path that could be swapped.
+		Archive:  fmt.Sprintf("/proc/self/fd/%d", f.Fd()),
+		Ref:      p.Ref,
+		Creds:    p.Creds,
+		AuthFile: p.AuthFile,
+		Insecure: p.TLSVerify != nil && !*p.TLSVerify,
+		Retries:  registry.DefaultRetries,
+		Progress: func(sent, total int64) {
+			emit(Event{Event: EventProgress, Read: sent, Size: total})
+		},
+	}
+	res, err := registry.Push(ctx, opts)
+	if err != nil {
+		return err
+	}
+	rec := api.PushRecord{Ref: res.Ref, Digest: res.Digest, Pushed: time.Now().UTC()}
+	if err := archives.RecordPushAt(dir, spec.SidecarName, rec); err != nil {
+		emit(Event{Event: EventWarning, Message: "the image was pushed but the sidecar could not record it: " + err.Error()})
+	}
+	emit(Event{Event: EventDone, Digest: res.Digest, Message: res.Ref})
+	return nil
+}

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/registry"
+)
+
+// checkPush validates a push request and returns the task's push status.
+// Error messages never quote the credentials.
+func checkPush(p *api.PushRequest) (*api.PushStatus, error) {
+	ref, err := registry.ParseRef(p.Ref)
+	if err != nil {
+		return nil, userErr(KindInvalid, "--push: %v", err)
+	}
+	if p.Creds != "" {
+		if _, err := registry.ParseCreds(p.Creds); err != nil {
+			return nil, userErr(KindInvalid, "--creds: %v", err)
+		}
+	}
+	if p.AuthFile != "" && (!filepath.IsAbs(p.AuthFile) || filepath.Clean(p.AuthFile) != p.AuthFile || len(p.AuthFile) > 4096 || strings.ContainsRune(p.AuthFile, 0)) {
+		return nil, userErr(KindInvalid, "--authfile %q: give an absolute, clean path", p.AuthFile)
+	}
+	return &api.PushStatus{Ref: ref.String(), State: api.PushPending}, nil
+}
+
+// push pushes the task's finished archive as its owner: a helper running
+// as the owner reads the owner's auth files (HOME and XDG_RUNTIME_DIR are
+// the owner's) or gets req.Creds on its standard input. A failed push
+// leaves the archive and the task succeeded, with the push marked failed.
+func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.User, req api.PushRequest) {
+	t0 := time.Now()
+	defer a.update(r, func(r *taskstore.Record) { r.Durations.Push = time.Since(t0).Seconds() })
+	a.update(r, func(r *taskstore.Record) {
+		r.Phase = api.PhasePushing
+		r.Push.State = api.PushRunning
+	})
+	// The normalized destination, as the task shows it.
+	req.Ref = r.Push.Ref
+	spec := export.Spec{
+		Op: export.OpPush, Root: r.Root, Dir: r.Dir,
+		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
+		Push: &req,
+	}
+	var done export.Event
+	err := a.runHelper(ctx, u, spec, func(ev export.Event) {
+		switch ev.Event {
+		case export.EventProgress:
+			a.mu.Lock()
+			r.Push.Sent, r.Push.Total = ev.Read, ev.Size
+			a.mu.Unlock()
+		case export.EventWarning:
+			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
+		case export.EventDone:
+			done = ev
+		}
+	})
+	if err == nil && done.Digest == "" {
+		err = fmt.Errorf("the push helper ended without reporting a digest")
+	}
+	if err != nil {
+		msg := err.Error()
+		if ctx.Err() != nil {
+			msg = "the agent was stopped while pushing; the archive is complete. Push it with `baicommit push ARCHIVE " + r.Push.Ref + "`."
+		}
+		if _, pass, ok := strings.Cut(req.Creds, ":"); ok && pass != "" {
+			msg = strings.ReplaceAll(msg, pass, "***")
+		}
+		a.update(r, func(r *taskstore.Record) {
+			r.Push.State, r.Push.Error = api.PushFailed, msg
+		})
+		a.log.Warn("push failed", "task", r.ID, "owner", r.Owner, "ref", r.Push.Ref, "err", msg)
+		return
+	}
+	a.update(r, func(r *taskstore.Record) {
+		r.Push.State, r.Push.Digest = api.PushSucceeded, done.Digest
+		if r.Push.Total > 0 {
+			r.Push.Sent = r.Push.Total
+		}
+	})
+	a.log.Info("push succeeded", "task", r.ID, "owner", r.Owner, "ref", r.Push.Ref, "digest", done.Digest)
+}
+
+// runtimeDirEnv points XDG_RUNTIME_DIR at the owner's /run/user/UID when
+// it exists and is theirs: `podman login` keeps its auth file there.
+func runtimeDirEnv(u *userpodman.User) []string {
+	dir := fmt.Sprintf("/run/user/%d", u.UID)
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != u.UID {
+		return nil
+	}
+	return []string{"XDG_RUNTIME_DIR=" + dir}
+}

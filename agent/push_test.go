@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+
+	"gotest.tools/v3/assert"
+	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
+)
+
+func TestCheckPush(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  api.PushRequest
+		ref  string // normalized; "" means refused
+		err  string
+	}{
+		{name: "tag kept", req: api.PushRequest{Ref: "reg.example:5000/a/b:v1"}, ref: "reg.example:5000/a/b:v1"},
+		{name: "tag added", req: api.PushRequest{Ref: "docker://reg.example/a/b"}, ref: "reg.example/a/b:latest"},
+		{name: "creds and authfile", req: api.PushRequest{Ref: "r.example/a:b", Creds: "u:p", AuthFile: "/home/u/auth.json"}, ref: "r.example/a:b"},
+		{name: "bad ref", req: api.PushRequest{Ref: "UPPER/case"}, err: "--push:"},
+		{name: "bad creds", req: api.PushRequest{Ref: "r.example/a:b", Creds: "hunter2"}, err: "--creds: credentials must be USER:PASSWORD"},
+		{name: "relative authfile", req: api.PushRequest{Ref: "r.example/a:b", AuthFile: "auth.json"}, err: "--authfile"},
+		{name: "unclean authfile", req: api.PushRequest{Ref: "r.example/a:b", AuthFile: "/home/u/../v/auth.json"}, err: "--authfile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := checkPush(&tc.req)
+			if tc.err != "" {
+				assert.Check(t, is.ErrorContains(err, tc.err))
+				assert.Check(t, is.Equal(Status(err), http.StatusBadRequest))
+				assert.Check(t, !strings.Contains(err.Error(), "hunter2"), "credentials in an error")
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.DeepEqual(*st, api.PushStatus{Ref: tc.ref, State: api.PushPending}))
+		})
+	}
+}
+
+func TestCloneCopiesPush(t *testing.T) {
+	r := &taskstore.Record{Task: api.Task{ID: "t", Push: &api.PushStatus{Ref: "r/a:b", State: api.PushRunning}}}
+	cp := clone(r)
+	r.Push.Sent = 42
+	assert.Check(t, is.Equal(cp.Push.Sent, int64(0)), "a reader's copy must not change under it")
+}
+
+func TestRuntimeDirEnv(t *testing.T) {
+	// Only a directory that exists and belongs to the user is used.
+	u := &userpodman.User{UID: os.Getuid()}
+	if fi, err := os.Stat(fmt.Sprintf("/run/user/%d", u.UID)); err != nil || !fi.IsDir() {
+		assert.Check(t, is.Len(runtimeDirEnv(u), 0))
+	}
+	assert.Check(t, is.Len(runtimeDirEnv(&userpodman.User{UID: 4242424}), 0))
+}
