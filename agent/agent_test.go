@@ -48,7 +48,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Check(t, is.Equal(cfg.Podman, "/usr/bin/podman"))
 	assert.Check(t, is.Equal(cfg.SavePath, "/var/lib/baicommit/archives/{user}"))
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/var/lib/baicommit/archives"}))
-	assert.Check(t, is.Equal(cfg.FileName, "{container}-{time}-{node}-{task}"))
+	assert.Check(t, is.Equal(cfg.FileName, "{container}-{time}-{job}-{node}-{task}"))
 	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
 	assert.Check(t, is.Equal(cfg.CompressionLevel, 1))
 	assert.Check(t, !cfg.KeepImage)

@@ -57,7 +57,7 @@ var DefaultScrubEnv = []string{
 func Default() Policy {
 	return Policy{
 		SavePath:         "/var/lib/baicommit/archives/{user}",
-		FileName:         "{container}-{time}-{node}-{task}",
+		FileName:         "{container}-{time}-{job}-{node}-{task}",
 		ArchiveMode:      "0640",
 		CompressionLevel: 1,
 		EpilogFreeze:     EpilogLabelled,

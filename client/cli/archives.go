@@ -123,15 +123,15 @@ func printList(w io.Writer, out listOutput, dir string, now time.Time) error {
 // printArchives prints archives as a table, newest first.
 func printArchives(w io.Writer, es []archives.Entry, now time.Time) error {
 	tw := newTable(w)
-	fmt.Fprintln(tw, "CREATED\tSIZE\tSOURCE\tJOB\tPUSHED TO\tPATH")
+	fmt.Fprintln(tw, "CREATED\tSIZE\tSOURCE\tJOB\tTASK\tPUSHED TO\tPATH")
 	for i := range es {
 		a := &es[i]
 		pushed := "-"
 		if p := a.LastPush(); p != nil {
 			pushed = p.Ref
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
-			ago(now, a.Created), humanBytes(a.Size), orDash(a.SourceContainer), orDash(a.Job), pushed, a.Path)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			ago(now, a.Created), humanBytes(a.Size), orDash(a.SourceContainer), orDash(a.Job), orDash(a.Task), pushed, a.Path)
 	}
 	return tw.Flush()
 }

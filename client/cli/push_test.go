@@ -120,7 +120,7 @@ func writeArchive(t *testing.T, dir, name string, sc api.Sidecar) string {
 
 func TestListArchives(t *testing.T) {
 	dir := t.TempDir()
-	older := writeArchive(t, dir, "box-1", api.Sidecar{SourceContainer: "box", Job: "42", UID: os.Getuid(), Created: now.Add(-2 * time.Hour)})
+	older := writeArchive(t, dir, "box-1", api.Sidecar{SourceContainer: "box", Job: "42", Task: "0123456789ab.n1", UID: os.Getuid(), Created: now.Add(-2 * time.Hour)})
 	newer := writeArchive(t, filepath.Join(dir, "2025-03-01"), "lab-2", api.Sidecar{SourceContainer: "lab", UID: os.Getuid(), Created: now.Add(-time.Minute),
 		Pushes: []api.PushRecord{{Ref: "reg.example/a/lab:v1", Digest: "sha256:1"}}})
 	assert.NilError(t, os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{"), 0o644))
@@ -137,9 +137,9 @@ func TestListArchives(t *testing.T) {
 	assert.Assert(t, is.Len(lines, 6), r.stdout)
 	assert.Check(t, is.Contains(lines[1], "exporting 29%"))
 	assert.Check(t, is.Equal(lines[2], ""))
-	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[3]), " "), "CREATED SIZE SOURCE JOB PUSHED TO PATH"))
-	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[4]), " "), "1 minute ago 5 B lab - reg.example/a/lab:v1 "+newer))
-	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[5]), " "), "2 hours ago 5 B box 42 - "+older))
+	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[3]), " "), "CREATED SIZE SOURCE JOB TASK PUSHED TO PATH"))
+	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[4]), " "), "1 minute ago 5 B lab - - reg.example/a/lab:v1 "+newer))
+	assert.Check(t, is.Equal(strings.Join(strings.Fields(lines[5]), " "), "2 hours ago 5 B box 42 0123456789ab.n1 - "+older))
 	assert.Check(t, is.Contains(r.stderr, "baicommit: warning: skipped "+filepath.Join(dir, "broken.json")))
 
 	r = run(t, addr, "list", "--json")
