@@ -490,12 +490,13 @@ func TestManagerLoad(t *testing.T) {
 	assert.Equal(t, len(lat), requests)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	t.Logf("LOAD: %d clients, %d status requests through the manager in %s (%.0f req/s): p50 %s, p90 %s, p99 %s, max %s",
+	peak := peakRSS(t, m.cmd.Process.Pid)
+	t.Logf("LOAD: %d clients, %d status requests through the manager in %s (%.0f req/s): p50 %s, p90 %s, p99 %s, max %s; manager peak RSS %s",
 		clients, requests, total.Round(time.Millisecond), float64(requests)/total.Seconds(),
-		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
+		pct(0.50).Round(time.Microsecond), pct(0.90).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond), peak)
 	if out := os.Getenv("BAICOMMIT_LOAD_RESULT"); out != "" {
 		b, _ := json.Marshal(map[string]any{"clients": clients, "requests": requests, "seconds": total.Seconds(),
-			"p50_ms": ms(pct(0.5)), "p90_ms": ms(pct(0.9)), "p99_ms": ms(pct(0.99)), "max_ms": ms(lat[len(lat)-1])})
+			"manager_peak_rss": peak, "p50_ms": ms(pct(0.5)), "p90_ms": ms(pct(0.9)), "p99_ms": ms(pct(0.99)), "max_ms": ms(lat[len(lat)-1])})
 		assert.NilError(t, os.WriteFile(out, b, 0o644))
 	}
 }
@@ -512,6 +513,18 @@ func metricValue(t *testing.T, text, name string) float64 {
 	}
 	t.Fatalf("no metric %s in:\n%s", name, text)
 	return 0
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), as /proc says it.
+func peakRSS(t *testing.T, pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	assert.NilError(t, err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
