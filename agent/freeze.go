@@ -84,9 +84,9 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		}
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: fmt.Sprintf("inspect container %q: %v", req.Container, err)}
 	}
-	if req.Job == "" && ctr.Config != nil && jobRE.MatchString(ctr.Config.Labels[LabelJobHint]) {
+	if req.Job == "" && ctr.Config != nil && jobRE.MatchString(ctr.Config.Labels[api.LabelJob]) {
 		// The session said which Slurm job it belongs to.
-		req.Job = ctr.Config.Labels[LabelJobHint]
+		req.Job = ctr.Config.Labels[api.LabelJob]
 	}
 	name := strings.TrimPrefix(ctr.Name, "/")
 	if !policy.Safe(name) {

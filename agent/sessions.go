@@ -9,8 +9,6 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
 
-// LabelJobHint is the label a session may carry to name its Slurm job.
-const LabelJobHint = "baicommit.job"
 
 // Sessions lists the containers in the Podman of user (default: the
 // caller), with the id of any freeze of them still running.
@@ -32,7 +30,7 @@ func (a *Agent) Sessions(ctx context.Context, c Caller, user string) ([]api.Sess
 	defer a.mu.Unlock()
 	for _, ctr := range list {
 		s := api.Session{ID: ctr.ID, Image: ctr.Image, State: ctr.State, Created: ctr.Created.UTC(),
-			Owner: u.Name, Node: a.cfg.NodeName, Job: ctr.Labels[LabelJobHint], Task: a.busy[ctr.ID]}
+			Owner: u.Name, Node: a.cfg.NodeName, Job: ctr.Labels[api.LabelJob], Task: a.busy[ctr.ID]}
 		if len(ctr.Names) > 0 {
 			s.Name = ctr.Names[0]
 		}
