@@ -371,6 +371,16 @@ func TestAgentTCPRefusesAllButTheManager(t *testing.T) {
 	ts, err := a.client(t).Tasks(context.Background())
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(ts, 0), "a refused request started a task")
+
+	// An agent with no manager_user refuses even the manager, and says why.
+	port := freePort(t)
+	lone := newAgent(t, withKey("node_name", `"bclone"`))
+	lone.listen = []string{fmt.Sprintf("tcp://127.0.0.1:%d", port)}
+	lone.start()
+	m := startManager(t, map[string]string{"bclone": fmt.Sprintf("http://127.0.0.1:%d", port)})
+	r = m.cli(t, alice, "sessions", "--node", "bclone")
+	assert.Equal(t, r.code, 1, "%s", r)
+	assert.Check(t, is.Contains(r.stderr, "this agent has no manager_user configured"))
 }
 
 // An agent that is down gives 502 naming its node, one that hangs gives
