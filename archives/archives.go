@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -99,20 +100,44 @@ func Verify(ctx context.Context, f *os.File, sc *api.Sidecar) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
-	if err != nil {
+	h := NewHasher(f)
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, h}); err != nil {
 		return fmt.Errorf("read %s: %w", f.Name(), err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	got := hex.EncodeToString(h.Sum(nil))
-	if sc.Size > 0 && n != sc.Size {
-		return &MismatchError{Path: f.Name(), Want: sc.SHA256, Got: got, Size: n, Need: sc.Size}
+	return h.Check(f.Name(), sc)
+}
+
+// Hasher hashes and counts the bytes read through it, so that a stream
+// that is being used (loaded, pushed) can be checked against its sidecar
+// when it ends, without reading the file twice.
+type Hasher struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+// NewHasher returns a Hasher reading from r.
+func NewHasher(r io.Reader) *Hasher { return &Hasher{r: r, h: sha256.New()} }
+
+func (h *Hasher) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+// Check compares what was read with the sidecar's size and sha256; path
+// names the file in the error.
+func (h *Hasher) Check(path string, sc *api.Sidecar) error {
+	got := hex.EncodeToString(h.h.Sum(nil))
+	if sc.Size > 0 && h.n != sc.Size {
+		return &MismatchError{Path: path, Want: sc.SHA256, Got: got, Size: h.n, Need: sc.Size}
 	}
 	if !strings.EqualFold(got, sc.SHA256) {
-		return &MismatchError{Path: f.Name(), Want: sc.SHA256, Got: got, Size: n, Need: n}
+		return &MismatchError{Path: path, Want: sc.SHA256, Got: got, Size: h.n, Need: h.n}
 	}
 	return nil
 }

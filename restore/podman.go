@@ -92,6 +92,12 @@ func (c PodmanCLI) Tag(ctx context.Context, image, name string) error {
 	return err
 }
 
+// Remove runs `podman rmi`.
+func (c PodmanCLI) Remove(ctx context.Context, image string) error {
+	_, err := c.run(ctx, nil, "rmi", image)
+	return err
+}
+
 // Pull runs `podman pull`. Credentials never go on podman's command line
 // (other users can read it): they go into a private temporary auth file.
 func (c PodmanCLI) Pull(ctx context.Context, ref string, opts PullOptions) error {

@@ -28,6 +28,8 @@ type Podman interface {
 	Load(ctx context.Context, r io.Reader) ([]string, error)
 	// Tag gives image another name.
 	Tag(ctx context.Context, image, name string) error
+	// Remove removes an image (by name or id) again.
+	Remove(ctx context.Context, image string) error
 	// Pull pulls ref from its registry.
 	Pull(ctx context.Context, ref string, opts PullOptions) error
 }
@@ -75,7 +77,10 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	if err := archives.Verify(ctx, f, sc); err != nil {
 		return nil, err
 	}
-	gz, err := pgzip.NewReader(f)
+	// And hashed again as it is loaded: a file changed between the two
+	// reads is caught too, and what was loaded from it removed.
+	h := archives.NewHasher(f)
+	gz, err := pgzip.NewReader(h)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)
 	}
@@ -83,6 +88,16 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	loaded, err := p.Load(ctx, gz)
 	if err != nil {
 		return nil, fmt.Errorf("load %s into Podman: %w", path, err)
+	}
+	if _, err := io.Copy(io.Discard, h); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if err := h.Check(path, sc); err != nil {
+		for _, img := range loaded {
+			// Best effort: the error below says what happened either way.
+			_ = p.Remove(context.WithoutCancel(ctx), img)
+		}
+		return nil, fmt.Errorf("%w (it changed while it was being restored; what was loaded from it was removed again)", err)
 	}
 	res := &Result{Source: path, Loaded: loaded, SHA256: sc.SHA256, Sidecar: sc, Image: sc.Image}
 	if res.Image == "" && len(loaded) > 0 {

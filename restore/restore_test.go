@@ -30,6 +30,9 @@ type fakePodman struct {
 	pullOpts []PullOptions
 	loadErr  error
 	names    []string
+	removed  []string
+	// afterLoad runs once Load has read its stream.
+	afterLoad func()
 }
 
 func (f *fakePodman) Load(_ context.Context, r io.Reader) ([]string, error) {
@@ -38,7 +41,15 @@ func (f *fakePodman) Load(_ context.Context, r io.Reader) ([]string, error) {
 		return nil, err
 	}
 	f.loaded = append(f.loaded, b)
+	if f.afterLoad != nil {
+		f.afterLoad()
+	}
 	return f.names, f.loadErr
+}
+
+func (f *fakePodman) Remove(_ context.Context, image string) error {
+	f.removed = append(f.removed, image)
+	return nil
 }
 
 func (f *fakePodman) Tag(_ context.Context, image, name string) error {
@@ -174,4 +185,22 @@ func TestTempAuthFile(t *testing.T) {
 	_, err = os.Stat(filepath.Dir(path))
 	assert.Check(t, errors.Is(err, os.ErrNotExist))
 	assert.Check(t, !strings.Contains(path, "pa:ss"))
+}
+
+// A file changed between the check and the load is caught as it is
+// loaded, and what was loaded is removed again.
+func TestArchiveChangedWhileLoading(t *testing.T) {
+	path := writeArchive(t, "frozen bytes")
+	p := &fakePodman{names: []string{"localhost/x:1"}, afterLoad: func() {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		assert.NilError(t, err)
+		_, err = f.WriteString("tampered")
+		assert.NilError(t, err)
+		assert.NilError(t, f.Close())
+	}}
+	_, err := Archive(context.Background(), p, path, "")
+	assert.ErrorContains(t, err, "changed while it was being restored")
+	assert.Check(t, is.DeepEqual(p.removed, []string{"localhost/x:1"}))
+	var mm *archives.MismatchError
+	assert.Check(t, errors.As(err, &mm))
 }
