@@ -9,7 +9,6 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
 
-
 // Sessions lists the containers in the Podman of user (default: the
 // caller), with the id of any freeze of them still running.
 func (a *Agent) Sessions(ctx context.Context, c Caller, user string) ([]api.Session, error) {
