@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,4 +192,26 @@ func TestRecordPush(t *testing.T) {
 	link := filepath.Join(dir, "link.json")
 	assert.NilError(t, os.Symlink(sc, link))
 	assert.Check(t, is.ErrorContains(RecordPush(link, recs[0]), "symbolic links"))
+}
+
+// Pushes recorded at the same time are all kept.
+func TestRecordPushConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	sc := filepath.Join(dir, "a.json")
+	assert.NilError(t, os.WriteFile(sc, []byte(`{"archive":"a.tar.gz","sha256":"0000000000000000000000000000000000000000000000000000000000000000","size":1}`), 0o640))
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			assert.Check(t, RecordPush(sc, api.PushRecord{Ref: fmt.Sprintf("r.example/a:%d", i), Digest: "sha256:1"}))
+		}()
+	}
+	wg.Wait()
+	b, err := os.ReadFile(sc)
+	assert.NilError(t, err)
+	var got api.Sidecar
+	assert.NilError(t, json.Unmarshal(b, &got))
+	assert.Check(t, is.Len(got.Pushes, n))
 }

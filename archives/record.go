@@ -26,6 +26,14 @@ func RecordPush(path string, rec api.PushRecord) error {
 // dir; the agent's helper uses it on a directory it opened without
 // following links.
 func RecordPushAt(dir *os.File, name string, rec api.PushRecord) error {
+	// Two pushes of one archive ending together would each rewrite the
+	// sidecar from what they read, and one record would be lost: the
+	// directory's lock serializes them. Where the filesystem cannot lock a
+	// directory (NFS maps flock to write locks, which need a file opened
+	// for writing), go on without: the sidecar is still never torn.
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err == nil {
+		defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
+	}
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open sidecar %s: %w", filepath.Join(dir.Name(), name), err)
