@@ -209,6 +209,15 @@ func TestManagerFreezeThroughSlurmJob(t *testing.T) {
 	ss := c.managers[0].cli(t, alice, "sessions", "--job", job, "--json")
 	assert.Equal(t, ss.code, 0, "%s", ss)
 	assert.Check(t, is.Contains(ss.stdout, ctr))
+	// Without flags: the nodes where alice has running jobs, found through Slurm.
+	ss = c.managers[1].cli(t, alice, "sessions")
+	assert.Equal(t, ss.code, 0, "%s", ss)
+	assert.Check(t, is.Contains(ss.stdout, ctr))
+	assert.Check(t, is.Contains(ss.stdout, n1))
+	// bob sees his own sessions only, never alice's.
+	ss = c.managers[1].cli(t, bob, "sessions", "--json")
+	assert.Equal(t, ss.code, 0, "%s", ss)
+	assert.Check(t, !strings.Contains(ss.stdout, ctr), "bob sees alice's session: %s", ss.stdout)
 
 	r := c.managers[0].cli(t, alice, "commit", "--job", job, "--wait", "--json", ctr)
 	assert.Equal(t, r.code, 0, "%s", r)
