@@ -117,11 +117,17 @@ func runAs(t *testing.T, who string, argv ...string) result {
 
 func runAsIn(t *testing.T, who string, stdin io.Reader, argv ...string) result {
 	t.Helper()
-	args := []string{"-u", who, "--", "env", "-i", "HOME=/home/" + who, "USER=" + who, "LOGNAME=" + who,
-		"PATH=/usr/local/bin:/usr/bin:/bin"}
+	env := []string{"HOME=/home/" + who, "USER=" + who, "LOGNAME=" + who, "PATH=/usr/local/bin:/usr/bin:/bin"}
+	return runAsEnv(t, who, stdin, env, argv...)
+}
+
+// runAsEnv runs argv as who with exactly env, from the root directory.
+func runAsEnv(t *testing.T, who string, stdin io.Reader, env []string, argv ...string) result {
+	t.Helper()
+	args := append(append([]string{"-u", who, "--", "/usr/bin/env", "-i"}, env...), argv...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "runuser", append(args, argv...)...)
+	cmd := exec.CommandContext(ctx, "runuser", args...)
 	cmd.Dir = "/"
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer

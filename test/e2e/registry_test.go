@@ -123,25 +123,5 @@ func (r *testRegistry) manifestDigest(t *testing.T, repo, tag string) string {
 // the root directory.
 func runAsWithEnv(t *testing.T, who string, env []string, argv ...string) result {
 	t.Helper()
-	args := append([]string{"-u", who, "--", "/usr/bin/env", "-i"}, env...)
-	return runAs0(t, append(args, argv...))
-}
-
-func runAs0(t *testing.T, args []string) result {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "runuser", args...)
-	cmd.Dir = "/"
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if err != nil {
-		r.code = -1
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		}
-	}
-	return r
+	return runAsEnv(t, who, nil, env, argv...)
 }
