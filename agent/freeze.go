@@ -337,18 +337,8 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 			ContainerExit: r.ExitCode, JobExit: r.JobExit, Trigger: r.Trigger,
 		},
 	}
-	var done export.Event
-	err = a.runHelper(ctx, u, spec, func(ev export.Event) {
-		switch ev.Event {
-		case export.EventProgress:
-			a.mu.Lock()
-			r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
-			a.mu.Unlock()
-		case export.EventWarning:
-			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
-		case export.EventDone:
-			done = ev
-		}
+	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev export.Event) {
+		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
 	})
 	if err != nil {
 		return err

@@ -121,3 +121,23 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(t.b) }
+
+// runTaskHelper runs a helper for task r and returns its done event: its
+// warnings go into the task, its progress events to progress, which runs
+// with the agent's lock held (readers of the live task take it too).
+func (a *Agent) runTaskHelper(ctx context.Context, u *userpodman.User, spec export.Spec, r *taskstore.Record, progress func(export.Event)) (export.Event, error) {
+	var done export.Event
+	err := a.runHelper(ctx, u, spec, func(ev export.Event) {
+		switch ev.Event {
+		case export.EventProgress:
+			a.mu.Lock()
+			progress(ev)
+			a.mu.Unlock()
+		case export.EventWarning:
+			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
+		case export.EventDone:
+			done = ev
+		}
+	})
+	return done, err
+}

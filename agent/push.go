@@ -52,18 +52,8 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.Use
 		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
 		Push: &req,
 	}
-	var done export.Event
-	err := a.runHelper(ctx, u, spec, func(ev export.Event) {
-		switch ev.Event {
-		case export.EventProgress:
-			a.mu.Lock()
-			r.Push.Sent, r.Push.Total = ev.Read, ev.Size
-			a.mu.Unlock()
-		case export.EventWarning:
-			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
-		case export.EventDone:
-			done = ev
-		}
+	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev export.Event) {
+		r.Push.Sent, r.Push.Total = ev.Read, ev.Size
 	})
 	if err == nil && done.Digest == "" {
 		err = fmt.Errorf("the push helper ended without reporting a digest")
