@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/baicommit/baicommit/manager/slurm"
@@ -35,7 +36,28 @@ type Manager struct {
 	slurm   Slurm
 	agents  *http.Client
 	metrics *metrics
+	// static is the node list when the configuration names the nodes
+	// (nodes, or the keys of [agents]); nil means Slurm's, cached in
+	// slurmNodes.
+	static     []string
+	slurmNodes nodeCache
 }
+
+// nodeCache holds Slurm's node list for a while: with agent_url routing,
+// every request names a node, and answering a status must not run sinfo.
+type nodeCache struct {
+	mu    sync.Mutex
+	nodes []string
+	at    time.Time
+}
+
+// Ages of the cached Slurm node list: used as is while fresh; a node it
+// does not know sends Slurm a new question once the list is a little old,
+// so a node just added is found without asking Slurm on every typo.
+const (
+	nodeListFresh   = 5 * time.Minute
+	nodeListRecheck = 10 * time.Second
+)
 
 // New returns a manager for cfg. slurm may be nil for the Slurm commands
 // in cfg.SlurmBinDir.
@@ -46,7 +68,15 @@ func New(cfg Config, s Slurm, log *slog.Logger) *Manager {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// Many users' requests go to few agents: keep connections to each.
 	tr.MaxIdleConnsPerHost = 32
+	static := cfg.Nodes
+	if len(static) == 0 && len(cfg.Agents) > 0 {
+		for n := range cfg.Agents {
+			static = append(static, n)
+		}
+		slices.Sort(static)
+	}
 	return &Manager{
+		static:  static,
 		cfg:     cfg,
 		log:     log,
 		munge:   munge.Codec{Socket: cfg.MungeSocket},
@@ -110,21 +140,28 @@ func (id *Identity) mayActFor(owner string) error {
 
 // nodes returns the nodes with agents.
 func (m *Manager) nodes(ctx context.Context) ([]string, error) {
-	if len(m.cfg.Nodes) > 0 {
-		return m.cfg.Nodes, nil
+	return m.nodesNewerThan(ctx, nodeListFresh)
+}
+
+// nodesNewerThan is nodes with Slurm's list at most maxAge old.
+func (m *Manager) nodesNewerThan(ctx context.Context, maxAge time.Duration) ([]string, error) {
+	if m.static != nil {
+		return m.static, nil
 	}
-	if len(m.cfg.Agents) > 0 {
-		ns := make([]string, 0, len(m.cfg.Agents))
-		for n := range m.cfg.Agents {
-			ns = append(ns, n)
-		}
-		slices.Sort(ns)
-		return ns, nil
+	c := &m.slurmNodes
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodes != nil && time.Since(c.at) < maxAge {
+		return c.nodes, nil
 	}
 	ns, err := m.slurm.Nodes(ctx)
 	if err != nil {
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "cannot list the cluster's nodes: " + err.Error()}
 	}
+	if ns == nil {
+		ns = []string{}
+	}
+	c.nodes, c.at = ns, time.Now()
 	return ns, nil
 }
 
@@ -138,6 +175,9 @@ func (m *Manager) agentURL(ctx context.Context, node string) (string, error) {
 		return strings.TrimRight(u, "/"), nil
 	}
 	known, err := m.nodes(ctx)
+	if err == nil && !slices.Contains(known, node) {
+		known, err = m.nodesNewerThan(ctx, nodeListRecheck)
+	}
 	if err != nil {
 		return "", err
 	}

@@ -59,6 +59,8 @@ type fakeSlurm struct {
 	jobs  map[string]*slurm.Job
 	nodes []string
 	err   error
+	// asked counts the node list questions.
+	asked int
 }
 
 func (f *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
@@ -71,7 +73,10 @@ func (f *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
 	return nil, slurm.ErrNoJob
 }
 func (f *fakeSlurm) UserNodes(context.Context, string) ([]string, error) { return f.nodes, f.err }
-func (f *fakeSlurm) Nodes(context.Context) ([]string, error)             { return f.nodes, f.err }
+func (f *fakeSlurm) Nodes(context.Context) ([]string, error) {
+	f.asked++
+	return f.nodes, f.err
+}
 
 func newTestManager(cfg Config, s Slurm) *Manager {
 	return New(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -195,4 +200,30 @@ func TestMetricsCountEachFinishedTaskOnce(t *testing.T) {
 	assert.Check(t, is.Equal(got["baicommit_manager_freezes_total,failed"], 1.0))
 	assert.Check(t, is.Equal(got["baicommit_manager_archive_bytes_written_total"], 1000.0))
 	assert.Check(t, is.Equal(got["baicommit_manager_freeze_duration_seconds"], 1.0))
+}
+
+// With agent_url routing, requests naming known nodes do not ask Slurm
+// each time; an unknown node asks again only once the list is a bit old.
+func TestSlurmNodeListIsCached(t *testing.T) {
+	s := &fakeSlurm{nodes: []string{"cn01", "cn02"}}
+	m := newTestManager(DefaultConfig(), s)
+	ctx := context.Background()
+	for range 5 {
+		u, err := m.agentURL(ctx, "cn02")
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(u, "http://cn02:7471"))
+	}
+	assert.Check(t, is.Equal(s.asked, 1))
+
+	_, err := m.agentURL(ctx, "cn03")
+	assert.Check(t, is.Equal(Status(err), http.StatusNotFound))
+	assert.Check(t, is.Equal(s.asked, 1), "a fresh list is not asked again for a typo")
+
+	// Ten seconds later, cn03 has joined the cluster.
+	m.slurmNodes.at = m.slurmNodes.at.Add(-nodeListRecheck)
+	s.nodes = append(s.nodes, "cn03")
+	u, err := m.agentURL(ctx, "cn03")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(u, "http://cn03:7471"))
+	assert.Check(t, is.Equal(s.asked, 2))
 }
