@@ -147,7 +147,6 @@ func (a *Agent) recover() error {
 
 var (
 	containerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,253}$`)
-	jobRE       = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,9})?$`)
 )
 
 func newTaskID(node string) string {

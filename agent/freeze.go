@@ -66,7 +66,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	if req.Node != "" && req.Node != a.cfg.NodeName {
 		return nil, userErr(KindInvalid, "this is node %s, not %s", a.cfg.NodeName, req.Node)
 	}
-	if req.Job != "" && !jobRE.MatchString(req.Job) {
+	if req.Job != "" && !api.ValidJobID(req.Job) {
 		return nil, userErr(KindInvalid, "%q is not a Slurm job id (digits, or JOB_TASK for array jobs)", req.Job)
 	}
 	u, err := a.owner(c, req.User)
@@ -84,7 +84,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		}
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: fmt.Sprintf("inspect container %q: %v", req.Container, err)}
 	}
-	if req.Job == "" && ctr.Config != nil && jobRE.MatchString(ctr.Config.Labels[api.LabelJob]) {
+	if req.Job == "" && ctr.Config != nil && api.ValidJobID(ctr.Config.Labels[api.LabelJob]) {
 		// The session said which Slurm job it belongs to.
 		req.Job = ctr.Config.Labels[api.LabelJob]
 	}

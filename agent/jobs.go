@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -20,9 +19,6 @@ import (
 	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
-
-// exitRE matches Slurm's SLURM_JOB_EXIT_CODE2: "EXIT:SIGNAL".
-var exitRE = regexp.MustCompile(`^[0-9]{1,3}:[0-9]{1,3}$`)
 
 // freezeOpts are what an automatic freeze adds to a request.
 type freezeOpts struct {
@@ -90,10 +86,10 @@ func (a *Agent) stopFirst(conn context.Context, r *taskstore.Record, state strin
 // without the label, is never touched. Root and admins may ask for any
 // user; a user for themselves.
 func (a *Agent) FreezeJob(ctx context.Context, c Caller, job string, req api.JobFreezeRequest) (*api.JobFreezes, error) {
-	if !jobRE.MatchString(job) {
+	if !api.ValidJobID(job) {
 		return nil, userErr(KindInvalid, "%q is not a Slurm job id (digits, or JOB_TASK for array jobs)", job)
 	}
-	if req.Exit != "" && !exitRE.MatchString(req.Exit) {
+	if req.Exit != "" && !api.ValidJobExit(req.Exit) {
 		return nil, userErr(KindInvalid, "exit %q: want Slurm's EXIT:SIGNAL, like 0:0", req.Exit)
 	}
 	if req.User == "" {

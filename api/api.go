@@ -5,7 +5,10 @@
 // them.
 package api
 
-import "time"
+import (
+	"regexp"
+	"time"
+)
 
 // Version is the API version prefix every route lives under.
 const Version = "v1"
@@ -310,3 +313,16 @@ type Error struct {
 	// already in progress (HTTP 409).
 	Task string `json:"task,omitempty"`
 }
+
+var (
+	jobIDRE   = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,9})?$`)
+	jobExitRE = regexp.MustCompile(`^[0-9]{1,3}:[0-9]{1,3}$`)
+)
+
+// ValidJobID reports whether s is a Slurm job id: digits, or JOB_TASK for
+// an array job's task.
+func ValidJobID(s string) bool { return jobIDRE.MatchString(s) }
+
+// ValidJobExit reports whether s is a job's exit as Slurm writes it in
+// SLURM_JOB_EXIT_CODE2: "EXIT:SIGNAL".
+func ValidJobExit(s string) bool { return jobExitRE.MatchString(s) }

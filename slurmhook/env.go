@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // Env is what the epilog learns from slurmd's environment.
@@ -25,8 +27,6 @@ type Env struct {
 const EpilogContext = "epilog_slurmd"
 
 var (
-	jobRE  = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,9})?$`)
-	exitRE = regexp.MustCompile(`^[0-9]{1,3}:[0-9]{1,3}$`)
 	uidRE  = regexp.MustCompile(`^[0-9]{1,10}$`)
 	userRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?$`)
 )
@@ -47,7 +47,7 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 	if e.Job == "" {
 		return e, fmt.Errorf("%w: SLURM_JOB_ID is not set", ErrNotEpilog)
 	}
-	if !jobRE.MatchString(e.Job) {
+	if !api.ValidJobID(e.Job) {
 		return e, fmt.Errorf("SLURM_JOB_ID %q is not a job id", e.Job)
 	}
 	switch uid, name := getenv("SLURM_JOB_UID"), getenv("SLURM_JOB_USER"); {
@@ -65,7 +65,7 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 // exitStatus is the job's "EXIT:SIGNAL": Slurm's own string, else derived
 // from the wait status in SLURM_JOB_EXIT_CODE, else "".
 func exitStatus(code2, status string) string {
-	if exitRE.MatchString(code2) {
+	if api.ValidJobExit(code2) {
 		return code2
 	}
 	if ws, err := strconv.ParseUint(status, 10, 32); err == nil {

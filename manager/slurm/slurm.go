@@ -10,10 +10,11 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // ErrNoJob means Slurm knows no running or pending job with that id.
@@ -38,11 +39,9 @@ type Commands struct {
 	Timeout time.Duration
 }
 
-var jobRE = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,9})?$`)
-
 // Job returns the job with id, if Slurm still lists it.
 func (c Commands) Job(ctx context.Context, id string) (*Job, error) {
-	if !jobRE.MatchString(id) {
+	if !api.ValidJobID(id) {
 		return nil, fmt.Errorf("%q is not a Slurm job id", id)
 	}
 	out, err := c.run(ctx, "squeue", "--noheader", "--jobs", id, "--format", "%i|%u|%T|%N")
