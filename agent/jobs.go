@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/httperr"
 	"github.com/baicommit/baicommit/policy"
 	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
@@ -201,10 +200,8 @@ func (a *Agent) leaveAlone(label string) string {
 
 func (a *Agent) handleJobFreeze(w http.ResponseWriter, r *http.Request) {
 	var req api.JobFreezeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, userErr(KindInvalid, "bad request body: %v", err))
+	if err := httperr.DecodeJSON(r.Body, maxRequestBody, &req); err != nil {
+		writeError(w, err)
 		return
 	}
 	job := r.PathValue("job")

@@ -2,9 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/httperr"
 )
 
 type (
@@ -85,10 +83,8 @@ func caller(r *http.Request) Caller { return r.Context().Value(callerKey{}).(Cal
 
 func (a *Agent) handleFreeze(w http.ResponseWriter, r *http.Request) {
 	var req api.FreezeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, userErr(KindInvalid, "bad request body: %v", err))
+	if err := httperr.DecodeJSON(r.Body, maxRequestBody, &req); err != nil {
+		writeError(w, err)
 		return
 	}
 	t, err := a.Freeze(r.Context(), caller(r), req)
@@ -137,20 +133,6 @@ func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httperr.WriteJSON(w, status, v) }
 
-func writeError(w http.ResponseWriter, err error) {
-	body := api.Error{Message: err.Error()}
-	var e *Error
-	if errors.As(err, &e) {
-		body.Task = e.Task
-	} else {
-		// Not written for users: do not leak internals beyond the message.
-		body.Message = "internal error: " + err.Error()
-	}
-	writeJSON(w, Status(err), body)
-}
+func writeError(w http.ResponseWriter, err error) { httperr.Write(w, err) }

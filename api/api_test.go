@@ -8,7 +8,7 @@ import (
 
 func TestValidJob(t *testing.T) {
 	for _, tc := range []struct {
-		s         string
+		s        string
 		id, exit bool
 	}{
 		{s: "4242", id: true},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/httperr"
 	"github.com/baicommit/baicommit/manager/slurm"
 	"github.com/baicommit/baicommit/policy"
 )
@@ -71,10 +72,8 @@ func (m *Manager) authed(h handler) http.HandlerFunc {
 // say where it runs (node or job), the site says where archives go.
 func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Identity) {
 	var req api.FreezeRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		m.writeError(w, userErr(KindInvalid, "bad request body: %v", err))
+	if err := httperr.DecodeJSON(r.Body, maxRequestBody, &req); err != nil {
+		m.writeError(w, err)
 		return
 	}
 	if req.SavePath != "" {
@@ -344,22 +343,13 @@ func getJSON[T any](ctx context.Context, m *Manager, node, target string, uid in
 	if rep.status != http.StatusOK {
 		var e api.Error
 		_ = json.Unmarshal(rep.body, &e)
-		return v, &agentAnswer{node: node, status: rep.status, msg: e.Message}
+		return v, httperr.FromStatus(rep.status, e.Message)
 	}
 	if err := json.Unmarshal(rep.body, &v); err != nil {
 		return v, fmt.Errorf("node %s: undecodable answer: %w", node, err)
 	}
 	return v, nil
 }
-
-// agentAnswer is an agent's own error answer, kept with its status.
-type agentAnswer struct {
-	node   string
-	status int
-	msg    string
-}
-
-func (e *agentAnswer) Error() string { return "node " + e.node + ": " + e.msg }
 
 // warn adds a Warning header saying a node's part is missing.
 func warn(w http.ResponseWriter, node string, err error) {
@@ -377,25 +367,13 @@ func relay(w http.ResponseWriter, rep *reply) {
 	_, _ = w.Write(rep.body)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httperr.WriteJSON(w, status, v) }
 
 func (m *Manager) writeError(w http.ResponseWriter, err error) {
-	var aa *agentAnswer
-	if errors.As(err, &aa) {
-		writeJSON(w, aa.status, api.Error{Message: aa.msg})
-		return
-	}
-	body := api.Error{Message: err.Error()}
-	var e *Error
-	if !errors.As(err, &e) {
+	if httperr.Status(err) == http.StatusInternalServerError {
 		m.log.Error("internal error", "err", err)
-		body.Message = "internal error: " + err.Error()
 	}
-	writeJSON(w, Status(err), body)
+	httperr.Write(w, err)
 }
 
 // readAll reads at most max bytes of r.
