@@ -59,12 +59,14 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.Use
 		err = fmt.Errorf("the push helper ended without reporting a digest")
 	}
 	if err != nil {
+		// The helper's own errors are masked already; what it printed
+		// on its way down passes the same mask here.
+		if auth, aerr := registry.ParseCreds(req.Creds); aerr == nil {
+			err = registry.Redact(err, auth.Password)
+		}
 		msg := err.Error()
 		if ctx.Err() != nil {
 			msg = "the agent was stopped while pushing; the archive is complete. Push it with `baicommit push ARCHIVE " + r.Push.Ref + "`."
-		}
-		if _, pass, ok := strings.Cut(req.Creds, ":"); ok && pass != "" {
-			msg = strings.ReplaceAll(msg, pass, "***")
 		}
 		a.update(r, func(r *taskstore.Record) {
 			r.Push.State, r.Push.Error = api.PushFailed, msg

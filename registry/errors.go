@@ -115,8 +115,10 @@ func (e *redactedError) Error() string {
 
 func (e *redactedError) Unwrap() error { return e.err }
 
-// redact returns err with secret masked out of its text.
-func redact(err error, secret string) error {
+// Redact returns err with secret masked out of its text. Every push error
+// goes through it before it is reported, so a password a registry echoes
+// never reaches a log, a task or a terminal.
+func Redact(err error, secret string) error {
 	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
 		return err
 	}

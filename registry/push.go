@@ -114,7 +114,7 @@ func Push(ctx context.Context, opts Options) (Result, error) {
 		sys.DockerAuthConfig = auth
 		secret = auth.Password
 	}
-	pushErr := func(err error) error { return explain(res.Ref, reference.Domain(dest), redact(err, secret)) }
+	pushErr := func(err error) error { return explain(res.Ref, reference.Domain(dest), Redact(err, secret)) }
 	if err := defaultAuth(sys, dest); err != nil {
 		return res, err
 	}

@@ -130,12 +130,12 @@ func TestRetry(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	base := errors.New(`Post "https://alice:hunter2@reg/v2/": failed`)
-	err := redact(base, "hunter2")
+	err := Redact(base, "hunter2")
 	assert.Check(t, is.Error(err, `Post "https://alice:***@reg/v2/": failed`))
 	assert.Check(t, errors.Is(err, base))
-	assert.Check(t, redact(base, "") == base)
-	assert.Check(t, redact(base, "absent") == base)
-	assert.Check(t, redact(nil, "x") == nil)
+	assert.Check(t, Redact(base, "") == base)
+	assert.Check(t, Redact(base, "absent") == base)
+	assert.Check(t, Redact(nil, "x") == nil)
 }
 
 func TestDefaultAuth(t *testing.T) {
