@@ -20,6 +20,11 @@ const (
 	RouteTask     = "/v1/tasks/"   // GET /v1/tasks/{id}: one task
 	RouteSessions = "/v1/sessions" // GET: the caller's containers ([]Session)
 	RouteVersion  = "/v1/version"  // GET: VersionInfo
+	// RouteArchives lists the caller's archives, found through the
+	// sidecars below their save directory (ArchiveList, newest first).
+	// The manager, which may not read users' files, asks an agent, whose
+	// helper reads them as the user.
+	RouteArchives = "/v1/archives"
 	// RouteJobs prefixes the routes of one Slurm job:
 	// POST /v1/jobs/{job}/freezes freezes the job's sessions
 	// (JobFreezeRequest → JobFreezes, 202).
@@ -37,6 +42,12 @@ const (
 	QueryNode = "node"
 	QueryJob  = "job"
 )
+
+// QuerySavePath is the query parameter of RouteArchives that carries the
+// site's save path template from the manager to an agent, as
+// FreezeRequest.SavePath does for a freeze: the agent accepts it only from
+// the manager (or root) and lists only below its own save_roots.
+const QuerySavePath = "save_path"
 
 // JobFreezesPath is the route that freezes the sessions of Slurm job job.
 func JobFreezesPath(job string) string { return RouteJobs + job + "/freezes" }
@@ -248,6 +259,11 @@ type Session struct {
 	Job     string    `json:"job,omitempty"`
 	// Task is the id of a freeze of this container that is still running.
 	Task string `json:"task,omitempty"`
+	// LastTask is the newest freeze of this container on this node
+	// (queued, running with its live progress, or finished with its
+	// archive or error), whoever started it: a page that polls the
+	// sessions shows how the last freeze ended, even after a reload.
+	LastTask *Task `json:"last_task,omitempty"`
 }
 
 // Sidecar is the .json file written next to each archive.
@@ -276,6 +292,32 @@ type Sidecar struct {
 	Trigger string `json:"trigger,omitempty"`
 	// Pushes lists where the archive was pushed, oldest first.
 	Pushes []PushRecord `json:"pushes,omitempty"`
+}
+
+// ArchiveEntry is one archive found through its sidecar.
+type ArchiveEntry struct {
+	// Path is the archive's full path, SidecarFile its sidecar's.
+	Path        string `json:"path"`
+	SidecarFile string `json:"sidecar"`
+	Sidecar
+}
+
+// LastPush is where the archive was pushed last, nil if never.
+func (e *ArchiveEntry) LastPush() *PushRecord {
+	if len(e.Pushes) == 0 {
+		return nil
+	}
+	return &e.Pushes[len(e.Pushes)-1]
+}
+
+// ArchiveList answers RouteArchives.
+type ArchiveList struct {
+	// Dir is the directory that was searched (the caller's save
+	// directory); it may not exist yet, and then Archives is empty.
+	Dir      string         `json:"dir"`
+	Archives []ArchiveEntry `json:"archives"`
+	// Warnings name sidecars that were skipped, and a list cut short.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // VersionInfo answers the version route.

@@ -215,3 +215,48 @@ func TestRecordPushConcurrent(t *testing.T) {
 	assert.NilError(t, json.Unmarshal(b, &got))
 	assert.Check(t, is.Len(got.Pushes, n))
 }
+
+// entryBeforeTheMove is Entry as this package defined it before the type
+// moved into package api, whose JSON `list --json` prints.
+type entryBeforeTheMove struct {
+	Path        string `json:"path"`
+	SidecarFile string `json:"sidecar"`
+	api.Sidecar
+}
+
+// Entry, now api.ArchiveEntry, prints exactly the JSON it printed before.
+func TestEntryJSONUnchanged(t *testing.T) {
+	code := 3
+	sc := api.Sidecar{Archive: "box.tar.gz", SHA256: strings.Repeat("ab", 32), Size: 42, Image: "localhost/x/box:v1",
+		ImageID: "sha256:1", SourceContainer: "box", SourceID: "c0ffee", BaseImage: "busybox", Node: "n1", User: "alice",
+		UID: 1000, Job: "42", Task: "t.n1", ContainerState: "exited", Created: t0, ContainerExit: &code,
+		JobExit: "0:0", Trigger: api.TriggerEpilog,
+		Pushes: []api.PushRecord{{Ref: "r.example/a:v1", Digest: "sha256:2", Pushed: t0}}}
+	for _, tc := range []struct {
+		name string
+		sc   api.Sidecar
+	}{
+		{name: "every field", sc: sc},
+		{name: "only the required fields", sc: api.Sidecar{Archive: "a.tar.gz", SHA256: sc.SHA256}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now, err := json.Marshal(Entry{Path: "/s/alice/box.tar.gz", SidecarFile: "/s/alice/box.json", Sidecar: tc.sc})
+			assert.NilError(t, err)
+			before, err := json.Marshal(entryBeforeTheMove{Path: "/s/alice/box.tar.gz", SidecarFile: "/s/alice/box.json", Sidecar: tc.sc})
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(string(now), string(before)))
+			assert.Check(t, strings.HasPrefix(string(now), `{"path":"/s/alice/box.tar.gz","sidecar":"/s/alice/box.json","archive":`), string(now))
+
+			var back Entry
+			assert.NilError(t, json.Unmarshal(before, &back))
+			assert.Check(t, is.DeepEqual(back, Entry{Path: "/s/alice/box.tar.gz", SidecarFile: "/s/alice/box.json", Sidecar: tc.sc}))
+		})
+	}
+}
+
+func TestEntryLastPush(t *testing.T) {
+	e := Entry{}
+	assert.Check(t, e.LastPush() == nil)
+	e.Pushes = []api.PushRecord{{Ref: "r/a:1"}, {Ref: "r/a:2"}}
+	assert.Check(t, is.Equal(e.LastPush().Ref, "r/a:2"))
+}

@@ -13,21 +13,9 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-// Entry is one archive found through its sidecar.
-type Entry struct {
-	// Path is the archive's full path, SidecarFile its sidecar's.
-	Path        string `json:"path"`
-	SidecarFile string `json:"sidecar"`
-	api.Sidecar
-}
-
-// LastPush is where the archive was pushed last, nil if never.
-func (e *Entry) LastPush() *api.PushRecord {
-	if len(e.Pushes) == 0 {
-		return nil
-	}
-	return &e.Pushes[len(e.Pushes)-1]
-}
+// Entry is one archive found through its sidecar. It is the API's type,
+// so that the agent's listing and the CLI's print the same JSON.
+type Entry = api.ArchiveEntry
 
 // MaxDepth is how many directory levels below the given one List looks
 // into (save paths such as ROOT/{user}/{date} have one or two).
