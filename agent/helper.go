@@ -21,6 +21,7 @@ import (
 type helperError struct {
 	msg     string
 	noSpace bool
+	denied  bool
 }
 
 func (e *helperError) Error() string { return e.msg }
@@ -79,7 +80,7 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 			continue
 		}
 		if ev.Event == export.EventError {
-			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace}
+			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied}
 			continue
 		}
 		onEvent(ev)
@@ -97,6 +98,11 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 		}
 		a.log.Error("export helper failed", "user", u.Name, "err", werr, "stderr", stderr.String())
 		return fmt.Errorf("export helper failed (%v): %s", werr, strings.TrimSpace(stderr.String()))
+	}
+	if err := sc.Err(); err != nil {
+		// Events after an unreadable line were lost: the run's result is
+		// not known.
+		return fmt.Errorf("read the helper's report: %w", err)
 	}
 	return nil
 }

@@ -29,6 +29,7 @@ func NewServer(a *Agent) *http.Server {
 	mux.HandleFunc("GET "+api.RouteTask+"{id}", a.handleTask)
 	mux.HandleFunc("GET "+api.RouteSessions, a.handleSessions)
 	mux.HandleFunc("GET "+api.RouteVersion, a.handleVersion)
+	mux.HandleFunc("GET "+api.RouteArchives, a.handleArchives)
 	mux.HandleFunc("POST "+api.RouteJobs+"{job}/freezes", a.handleJobFreeze)
 	return &http.Server{
 		Handler:           a.track(mux),

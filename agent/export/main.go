@@ -3,8 +3,10 @@ package export
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,7 +43,7 @@ func Main(op string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := Run(ctx, spec, emit); err != nil {
-		emit(Event{Event: EventError, Message: err.Error(), NoSpace: NoSpace(err)})
+		emit(Event{Event: EventError, Message: err.Error(), NoSpace: NoSpace(err), Denied: errors.Is(err, fs.ErrPermission)})
 		return 1
 	}
 	return 0

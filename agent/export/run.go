@@ -35,6 +35,8 @@ func Run(ctx context.Context, spec Spec, emit func(Event)) error {
 		return runExport(ctx, spec, emit)
 	case OpPush:
 		return runPush(ctx, spec, emit)
+	case OpList:
+		return runList(ctx, spec, emit)
 	}
 	return fmt.Errorf("unknown operation %q", spec.Op)
 }

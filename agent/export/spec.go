@@ -18,6 +18,7 @@ const (
 	OpExport = "export" // write an archive and its sidecar
 	OpRemove = "remove" // remove leftovers of a task (temporary files)
 	OpPush   = "push"   // push a finished archive to a registry, record it in the sidecar
+	OpList   = "list"   // list the user's archives below Dir through their sidecars
 )
 
 // Spec is what the agent asks of one helper run.
@@ -49,6 +50,10 @@ type Spec struct {
 	// the helper only on its standard input (a pipe), never on its
 	// command line or in its environment, because it may hold a password.
 	Push *api.PushRequest `json:"push,omitempty"`
+
+	// Limit is how many archives OpList reports at most (0: no limit);
+	// it stops there and says so in a warning.
+	Limit int `json:"limit,omitempty"`
 }
 
 // Store says which containers-storage the owner's Podman uses, as its
@@ -66,6 +71,8 @@ const (
 	EventWarning  = "warning"
 	EventDone     = "done"
 	EventError    = "error"
+	// EventArchive is one archive OpList found, in Archive.
+	EventArchive = "archive"
 )
 
 // Event is one line a helper reports.
@@ -75,9 +82,14 @@ type Event struct {
 	Written int64  `json:"written,omitempty"` // compressed bytes
 	Message string `json:"message,omitempty"`
 	// NoSpace marks an error caused by a full filesystem or quota.
-	NoSpace bool   `json:"no_space,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-	Size    int64  `json:"size,omitempty"`
+	NoSpace bool `json:"no_space,omitempty"`
+	// Denied marks an error caused by missing permission.
+	Denied bool   `json:"denied,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Size   int64  `json:"size,omitempty"`
 	// Digest is the manifest digest a push left in the registry.
 	Digest string `json:"digest,omitempty"`
+	// Archive is the entry of an EventArchive, one per line: a long list
+	// never has to fit in one line.
+	Archive *api.ArchiveEntry `json:"archive,omitempty"`
 }

@@ -1,0 +1,37 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/baicommit/baicommit/archives"
+)
+
+// runList reports the archives of the user the helper runs as that the
+// sidecars below spec.Dir describe, one event each, newest first, then
+// done. It reads as that user, so it sees exactly what they may read; a
+// directory that does not exist yet (nothing frozen) is an empty list.
+func runList(ctx context.Context, spec Spec, emit func(Event)) error {
+	entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(os.Getuid()))
+	if errors.Is(err, fs.ErrNotExist) {
+		entries, warnings, err = nil, nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("list archives: %w", err)
+	}
+	for _, w := range warnings {
+		emit(Event{Event: EventWarning, Message: w})
+	}
+	for i := range entries {
+		if spec.Limit > 0 && i == spec.Limit {
+			emit(Event{Event: EventWarning, Message: fmt.Sprintf("only the newest %d of %d archives are listed", spec.Limit, len(entries))})
+			break
+		}
+		emit(Event{Event: EventArchive, Archive: &entries[i]})
+	}
+	emit(Event{Event: EventDone, Size: int64(len(entries))})
+	return nil
+}
