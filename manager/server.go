@@ -35,6 +35,7 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.RouteSessions, m.authed(m.handleSessions))
 	mux.HandleFunc("GET "+api.RouteNodes, m.authed(m.handleNodes))
 	mux.HandleFunc("GET "+api.RouteVersion, m.authed(m.handleVersion))
+	mux.HandleFunc("GET "+api.RouteArchives, m.authed(m.handleArchives))
 	mux.HandleFunc("GET "+RouteHealth, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
