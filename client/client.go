@@ -235,6 +235,20 @@ func (c *Client) SessionsOf(ctx context.Context, q SessionQuery) ([]api.Session,
 	return ss, nil
 }
 
+// Archives returns the caller's archives, newest first, as the agent (or,
+// through the manager, one of the agents) finds them through their
+// sidecars, reading them as the caller. Archives is never nil.
+func (c *Client) Archives(ctx context.Context) (*api.ArchiveList, error) {
+	var l api.ArchiveList
+	if err := c.do(ctx, http.MethodGet, api.RouteArchives, nil, &l, http.StatusOK); err != nil {
+		return nil, err
+	}
+	if l.Archives == nil {
+		l.Archives = []api.ArchiveEntry{}
+	}
+	return &l, nil
+}
+
 // Nodes returns the nodes a manager routes to, with their agents' health.
 func (c *Client) Nodes(ctx context.Context) ([]api.NodeStatus, error) {
 	ns := []api.NodeStatus{}

@@ -264,3 +264,43 @@ func TestWaitReportsLostTask(t *testing.T) {
 	_, err := c.Wait(context.Background(), "t1", time.Millisecond, nil)
 	assert.Error(t, err, "no task t1")
 }
+
+func TestArchives(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+		want   *api.ArchiveList
+		err    string
+	}{
+		{
+			name: "listed", status: http.StatusOK,
+			body: `{"dir":"/s/alice","archives":[{"path":"/s/alice/a.tar.gz","sidecar":"/s/alice/a.json","archive":"a.tar.gz","sha256":"ab","size":3,"uid":1000}],"warnings":["skipped x"]}`,
+			want: &api.ArchiveList{Dir: "/s/alice", Warnings: []string{"skipped x"}, Archives: []api.ArchiveEntry{{
+				Path: "/s/alice/a.tar.gz", SidecarFile: "/s/alice/a.json",
+				Sidecar: api.Sidecar{Archive: "a.tar.gz", SHA256: "ab", Size: 3, UID: 1000}}}},
+		},
+		{name: "none: an empty list", status: http.StatusOK, body: `{"dir":"/s/alice"}`, want: &api.ArchiveList{Dir: "/s/alice", Archives: []api.ArchiveEntry{}}},
+		{name: "refused", status: http.StatusBadRequest, body: `{"error":"root has no archives of its own"}`, err: "root has no archives of its own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
+				assert.Check(t, is.Equal(r.Method, http.MethodGet))
+				assert.Check(t, is.Equal(r.URL.Path, api.RouteArchives))
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				_, _ = w.Write([]byte(tc.body))
+			})
+			got, err := c.Archives(context.Background())
+			if tc.err != "" {
+				var apiErr *client.APIError
+				assert.Assert(t, errors.As(err, &apiErr), "%v", err)
+				assert.Check(t, is.Equal(apiErr.Status, tc.status))
+				assert.Check(t, is.ErrorContains(err, tc.err))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.DeepEqual(got, tc.want))
+		})
+	}
+}
