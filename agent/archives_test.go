@@ -1,12 +1,22 @@
 package agent
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/baicommit/baicommit/agent/export"
 	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/api"
 )
 
 // The archives listed are below the caller's save directory: the agent's
@@ -73,5 +83,85 @@ func TestBelow(t *testing.T) {
 		{"/a.json", "/", true},
 	} {
 		assert.Check(t, is.Equal(below(tc.p, tc.dir), tc.want), "below(%q, %q)", tc.p, tc.dir)
+	}
+}
+
+// fakeListHelper is a helper that ignores its spec and prints lines, as a
+// helper the user tampered with could.
+func fakeListHelper(t *testing.T, lines []string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("runs a helper as another uid: needs root")
+	}
+	dir, err := os.MkdirTemp("", "baicommit-helper-")
+	assert.NilError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	assert.NilError(t, os.Chmod(dir, 0o755))
+	out := filepath.Join(dir, "events")
+	assert.NilError(t, os.WriteFile(out, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+	helper := filepath.Join(dir, "helper")
+	assert.NilError(t, os.WriteFile(helper, []byte("#!/bin/sh\ncat >/dev/null\ncat "+out+"\n"), 0o755))
+	return helper
+}
+
+func entryLine(t *testing.T, path string, uid int) string {
+	t.Helper()
+	b, err := json.Marshal(export.Event{Event: export.EventArchive, Archive: &api.ArchiveEntry{
+		Path: path, SidecarFile: strings.TrimSuffix(path, ".tar.gz") + ".json", Sidecar: api.Sidecar{UID: uid}}})
+	assert.NilError(t, err)
+	return string(b)
+}
+
+// What the list helper reports is checked and bounded: only the user's
+// archives below their directory, at most maxListed, and only a list the
+// helper finished.
+func TestArchivesTrustsTheHelperLittle(t *testing.T) {
+	const uid = 64123
+	done := `{"event":"done"}`
+	many := make([]string, 0, maxListed+2)
+	for i := range maxListed + 1 {
+		many = append(many, entryLine(t, fmt.Sprintf("/srv/bc/alice/a%d.tar.gz", i), uid))
+	}
+	for _, tc := range []struct {
+		name     string
+		lines    []string
+		want     int
+		warnings []string
+		err      string
+	}{
+		{
+			name: "only the user's, only below their directory",
+			lines: []string{
+				entryLine(t, "/srv/bc/alice/mine.tar.gz", uid),
+				entryLine(t, "/srv/bc/alice/bobs.tar.gz", uid+1),
+				entryLine(t, "/srv/bc/bob/mine-they-say.tar.gz", uid),
+				entryLine(t, "/srv/bc/alice/../bob/x.tar.gz", uid),
+				`{"event":"warning","message":"skipped junk.json"}`, done,
+			},
+			want: 1, warnings: []string{"skipped junk.json"},
+		},
+		{name: "cut at maxListed", lines: append(many, done), want: maxListed, warnings: []string{fmt.Sprintf("the list stops after %d archives", maxListed)}},
+		{name: "not finished", lines: []string{entryLine(t, "/srv/bc/alice/mine.tar.gz", uid)}, err: "ended without finishing the list"},
+		{name: "a failure it reports", lines: []string{`{"event":"error","message":"list archives: stat /srv/bc/alice: permission denied","denied":true}`}, err: "cannot read the save directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.NodeName, cfg.SavePath = "n1", "/srv/bc/{user}"
+			assert.NilError(t, cfg.Validate())
+			a := &Agent{cfg: cfg, helper: fakeListHelper(t, tc.lines), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			c := Caller{UID: uid, User: &userpodman.User{UID: uid, GID: uid, Name: "alice", Home: "/"}}
+			list, err := a.Archives(context.Background(), c, "")
+			if tc.err != "" {
+				assert.Check(t, is.ErrorContains(err, tc.err))
+				return
+			}
+			assert.NilError(t, err)
+			assert.Check(t, is.Equal(list.Dir, "/srv/bc/alice"))
+			assert.Check(t, is.Len(list.Archives, tc.want))
+			assert.Assert(t, is.Len(list.Warnings, len(tc.warnings)), "%q", list.Warnings)
+			for i, w := range tc.warnings {
+				assert.Check(t, is.Contains(list.Warnings[i], w))
+			}
+		})
 	}
 }
