@@ -9,6 +9,7 @@ package manager
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -45,15 +46,34 @@ type Config struct {
 	SlurmBinDir string `toml:"slurm_bin_dir"`
 	// Agents maps node names to agent URLs, overriding AgentURL.
 	Agents map[string]string `toml:"agents"`
+
+	// WebURL is the public address of the web page (where /web/ is
+	// served), for the links `baicommit web` prints; empty means the
+	// manager URL the CLI used.
+	WebURL string `toml:"web_url"`
+	// WebKeyFile holds the key that signs web sessions; replicas share it.
+	// Empty: a random key per process (sessions end when it restarts).
+	WebKeyFile string `toml:"web_key_file"`
+	// WebLinkTTL is how long a login link stays good (it is good once).
+	WebLinkTTL policy.Duration `toml:"web_link_ttl"`
+	// WebSessionTTL is how long a browser stays signed in.
+	WebSessionTTL policy.Duration `toml:"web_session_ttl"`
+	// WebProxyHeader names the header in which an authenticating proxy
+	// (Open OnDemand, an SSO gateway) passes the user name. It is believed
+	// only from WebTrustedProxies.
+	WebProxyHeader    string   `toml:"web_proxy_header"`
+	WebTrustedProxies []string `toml:"web_trusted_proxies"`
 }
 
 // DefaultConfig returns the configuration used for keys a file leaves out.
 func DefaultConfig() Config {
 	return Config{
-		Listen:       ":7470",
-		AgentURL:     "http://{node}:7471",
-		AgentTimeout: policy.Duration{Duration: 10 * time.Second},
-		SlurmBinDir:  "/usr/bin",
+		Listen:        ":7470",
+		AgentURL:      "http://{node}:7471",
+		AgentTimeout:  policy.Duration{Duration: 10 * time.Second},
+		SlurmBinDir:   "/usr/bin",
+		WebLinkTTL:    policy.Duration{Duration: 2 * time.Minute},
+		WebSessionTTL: policy.Duration{Duration: 8 * time.Hour},
 	}
 }
 
@@ -79,14 +99,14 @@ func (c *Config) Validate() error {
 	if !strings.Contains(c.AgentURL, "{node}") {
 		return fmt.Errorf("agent_url %q must contain {node}", c.AgentURL)
 	}
-	if err := checkAgentURL(strings.ReplaceAll(c.AgentURL, "{node}", "node")); err != nil {
+	if err := checkHTTPURL(strings.ReplaceAll(c.AgentURL, "{node}", "node")); err != nil {
 		return fmt.Errorf("agent_url: %w", err)
 	}
 	for node, u := range c.Agents {
 		if !nodeRE.MatchString(node) {
 			return fmt.Errorf("agents: %q is not a node name", node)
 		}
-		if err := checkAgentURL(u); err != nil {
+		if err := checkHTTPURL(u); err != nil {
 			return fmt.Errorf("agents.%s: %w", node, err)
 		}
 	}
@@ -101,10 +121,52 @@ func (c *Config) Validate() error {
 	if c.SavePath != "" && (!filepath.IsAbs(c.SavePath) || filepath.Clean(c.SavePath) != c.SavePath) {
 		return fmt.Errorf("save_path %q must be a clean absolute path template", c.SavePath)
 	}
+	return c.validateWeb()
+}
+
+// maxLinkTTL caps web_link_ttl: a login link is a bearer secret shown on a
+// terminal.
+const maxLinkTTL = time.Hour
+
+func (c *Config) validateWeb() error {
+	if c.WebURL != "" {
+		if err := checkHTTPURL(c.WebURL); err != nil {
+			return fmt.Errorf("web_url: %w", err)
+		}
+	}
+	if d := c.WebLinkTTL.Duration; d < time.Second || d > maxLinkTTL {
+		return fmt.Errorf("web_link_ttl %s: want between 1s and %s", d, maxLinkTTL)
+	}
+	if c.WebSessionTTL.Duration < time.Minute {
+		return fmt.Errorf("web_session_ttl %s: want at least 1m", c.WebSessionTTL.Duration)
+	}
+	if (c.WebProxyHeader == "") != (len(c.WebTrustedProxies) == 0) {
+		return errors.New("web_proxy_header and web_trusted_proxies must be set together")
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
 	return nil
 }
 
-func checkAgentURL(s string) error {
+// trustedProxies parses web_trusted_proxies: addresses or CIDR prefixes.
+func (c *Config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.WebTrustedProxies {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("web_trusted_proxies: %q is neither an address nor a CIDR prefix", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return err

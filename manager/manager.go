@@ -41,6 +41,7 @@ type Manager struct {
 	// slurmNodes.
 	static     []string
 	slurmNodes nodeCache
+	web        *webAuth
 }
 
 // nodeCache holds Slurm's node list for a while: with agent_url routing,
@@ -61,7 +62,7 @@ const (
 
 // New returns a manager for cfg. slurm may be nil for the Slurm commands
 // in cfg.SlurmBinDir.
-func New(cfg Config, s Slurm, log *slog.Logger) *Manager {
+func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 	if s == nil {
 		s = slurm.Commands{BinDir: cfg.SlurmBinDir}
 	}
@@ -75,7 +76,12 @@ func New(cfg Config, s Slurm, log *slog.Logger) *Manager {
 		}
 		slices.Sort(static)
 	}
+	web, err := newWebAuth(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	return &Manager{
+		web:     web,
 		static:  static,
 		cfg:     cfg,
 		log:     log,
@@ -83,7 +89,7 @@ func New(cfg Config, s Slurm, log *slog.Logger) *Manager {
 		slurm:   s,
 		agents:  &http.Client{Transport: tr, Timeout: cfg.AgentTimeout.Duration},
 		metrics: newMetrics(),
-	}
+	}, nil
 }
 
 // Identity is a user the manager has authenticated.
@@ -113,11 +119,25 @@ func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
 		// Only agents accept acting for someone else, and only from us.
 		return nil, userErr(KindUnauthorized, "refused: a user's credential cannot act for another user")
 	}
-	u, err := user.LookupId(strconv.Itoa(cred.UID))
-	if err != nil {
-		return nil, userErr(KindForbidden, "uid %d has no account here", cred.UID)
+	return m.identity(strconv.Itoa(cred.UID))
+}
+
+// identity looks up the account of a uid (or, from a trusted proxy, a
+// user name) with its groups and whether it is an admin.
+func (m *Manager) identity(who string) (*Identity, error) {
+	lookup := user.Lookup
+	if _, err := strconv.Atoi(who); err == nil {
+		lookup = user.LookupId
 	}
-	id := &Identity{UID: cred.UID, Name: u.Username}
+	u, err := lookup(who)
+	if err != nil {
+		return nil, userErr(KindForbidden, "%s has no account here", describeUser(who))
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, fmt.Errorf("account %s: uid %q: %w", u.Username, u.Uid, err)
+	}
+	id := &Identity{UID: uid, Name: u.Username}
 	if gids, err := u.GroupIds(); err == nil {
 		for _, gid := range gids {
 			if g, err := user.LookupGroupId(gid); err == nil {
@@ -125,9 +145,16 @@ func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
 			}
 		}
 	}
-	id.Admin = cred.UID == 0 || slices.Contains(m.cfg.Admins, id.Name) ||
+	id.Admin = uid == 0 || slices.Contains(m.cfg.Admins, id.Name) ||
 		slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(m.cfg.AdminGroups, g) })
 	return id, nil
+}
+
+func describeUser(who string) string {
+	if _, err := strconv.Atoi(who); err == nil {
+		return "uid " + who
+	}
+	return "user " + strconv.Quote(who)
 }
 
 // mayActFor checks that id may act on owner's sessions.

@@ -79,7 +79,11 @@ func (f *fakeSlurm) Nodes(context.Context) ([]string, error) {
 }
 
 func newTestManager(cfg Config, s Slurm) *Manager {
-	return New(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	m, err := New(cfg, s, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 func TestPlaceFreeze(t *testing.T) {

@@ -41,6 +41,7 @@ func (m *Manager) Handler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET "+RouteMetrics, m.metrics.handler())
+	m.webRoutes(mux)
 	return m.metrics.instrument(mux)
 }
 

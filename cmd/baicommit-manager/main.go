@@ -43,7 +43,11 @@ func run(log *slog.Logger, args []string) error {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
-	srv := manager.New(cfg, nil, log).NewServer()
+	m, err := manager.New(cfg, nil, log)
+	if err != nil {
+		return err
+	}
+	srv := m.NewServer()
 	if cfg.TLSCert != "" {
 		// Read now, so a bad certificate stops the start instead of the first request.
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)

@@ -1,0 +1,345 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/manager/websession"
+	"github.com/baicommit/baicommit/manager/webui"
+	"github.com/baicommit/baicommit/munge"
+)
+
+// The web page lives under /web/: the page itself (package webui) and the
+// JSON routes it calls under /web/api/, which are the API's own handlers
+// behind browser authentication instead of MUNGE.
+const (
+	webRoot  = "/web/"
+	webAPI   = "/web/api/"
+	webLogin = webRoot + "login"
+)
+
+// Browser authentication: a cookie the manager signed (after a login link)
+// or, from a trusted proxy, a header naming the user.
+const (
+	cookieName = "baicommit_session"
+	// secureCookieName is used over HTTPS: browsers keep a __Host- cookie
+	// to this host and path / only, and only when sent over TLS.
+	secureCookieName = "__Host-baicommit_session"
+	// csrfHeader carries the request token on every request that changes
+	// something; a cross-site form cannot set a header.
+	csrfHeader = "X-CSRF-Token"
+)
+
+// loginMagic starts the payload of a login link's credential, so that no
+// other MUNGE credential the manager made passes as one.
+const loginMagic = "baicommit-web-login/1"
+
+// webAuth is what the manager needs to know browsers.
+type webAuth struct {
+	signer  *websession.Signer
+	proxies []netip.Prefix
+	// self is the manager's own uid: login links are credentials it made
+	// for itself, so no one else can make one.
+	self int
+	cop  *http.CrossOriginProtection
+}
+
+func newWebAuth(cfg Config, log interface{ Warn(string, ...any) }) (*webAuth, error) {
+	key := websession.RandomKey()
+	if cfg.WebKeyFile != "" {
+		k, err := websession.LoadKey(cfg.WebKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		key = k
+	} else {
+		log.Warn("no web_key_file: web sessions are signed with a random key, end when the manager restarts and work on this replica only")
+	}
+	sg, err := websession.NewSigner(key)
+	if err != nil {
+		return nil, err
+	}
+	proxies, err := cfg.trustedProxies()
+	if err != nil {
+		return nil, err
+	}
+	cop := http.NewCrossOriginProtection()
+	if cfg.WebURL != "" {
+		// Behind a proxy that rewrites Host, the page's origin is web_url's.
+		u, _ := url.Parse(cfg.WebURL)
+		if err := cop.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
+			return nil, fmt.Errorf("web_url: %w", err)
+		}
+	}
+	return &webAuth{signer: sg, proxies: proxies, self: os.Getuid(), cop: cop}, nil
+}
+
+// webRoutes adds the page and its JSON routes to mux.
+func (m *Manager) webRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+api.RouteWebLinks, m.authed(m.handleWebLink))
+
+	page := webui.Handler()
+	mux.Handle("GET "+webRoot, page)
+	mux.Handle("GET "+webLogin, page)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.TrimPrefix(webRoot, "/"), http.StatusFound)
+	})
+
+	// Every route of the page refuses cross-origin requests that change
+	// something (Sec-Fetch-Site, Origin), before any handler runs.
+	route := func(pattern string, h http.Handler) { mux.Handle(pattern, m.web.cop.Handler(noStore(h))) }
+	route("POST "+webAPI+"login", http.HandlerFunc(m.handleWebSignIn))
+	route("POST "+webAPI+"logout", http.HandlerFunc(m.handleWebSignOut))
+	route("GET "+webAPI+"me", m.webAuthed(m.handleWebMe))
+	route("GET "+webAPI+"sessions", m.webAuthed(m.handleSessions))
+	route("POST "+webAPI+"freezes", m.webAuthed(m.handleFreeze))
+	route("GET "+webAPI+"tasks/{id}", m.webAuthed(m.handleTask))
+	route("GET "+webAPI+"archives", m.webAuthed(m.handleArchives))
+}
+
+// noStore keeps answers about a user out of shared and browser caches.
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// browser is who a browser request comes from.
+type browser struct {
+	id *Identity
+	// binding ties the request token: the session id, or the proxy's user.
+	binding string
+	via     string // "link" or "proxy"
+	expires time.Time
+}
+
+// webAuthed authenticates a browser request, checks its request token when
+// it changes something, and runs h. The identity never carries admin
+// rights: the page acts on its user's own sessions only, so a forged
+// request can never reach anyone else's.
+func (m *Manager) webAuthed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		b, err := m.browser(r)
+		if err == nil && r.Method != http.MethodGet && r.Method != http.MethodHead &&
+			!m.web.signer.CheckCSRF(b.binding, r.Header.Get(csrfHeader)) {
+			err = userErr(KindForbidden, "this request lacks the page's request token (a cross-site request, or a page from before you signed in again): reload the page")
+		}
+		if err != nil {
+			m.log.Info("web request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", Status(err), "err", err)
+			m.writeError(w, err)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), browserKey{}, b)), b.id)
+	}
+}
+
+type browserKey struct{}
+
+// errSignedOut is what a browser without a valid session hears.
+const errSignedOut = "you are not signed in: run `baicommit web` on a login node and open the link it prints"
+
+// browser authenticates r: a trusted proxy's header first, then the cookie.
+func (m *Manager) browser(r *http.Request) (*browser, error) {
+	if h := m.cfg.WebProxyHeader; h != "" {
+		if name := r.Header.Get(h); name != "" {
+			if !m.trustedProxy(r.RemoteAddr) {
+				m.log.Warn("refused a proxy header from an untrusted address", "header", h, "remote", r.RemoteAddr)
+				return nil, userErr(KindForbidden, "the %s header is accepted only from the site's authenticating proxy (web_trusted_proxies), not from %s", h, hostOf(r.RemoteAddr))
+			}
+			id, err := m.identity(name)
+			if err != nil {
+				return nil, err
+			}
+			if strconv.Itoa(id.UID) == name {
+				return nil, userErr(KindForbidden, "the proxy must name the user, not a uid")
+			}
+			id.Admin = false
+			return &browser{id: id, binding: "proxy\x00" + id.Name, via: "proxy"}, nil
+		}
+	}
+	s, err := m.sessionCookie(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := m.identity(strconv.Itoa(s.UID))
+	if err != nil {
+		return nil, err
+	}
+	if id.Name != s.Name {
+		// The uid now belongs to someone else.
+		return nil, userErr(KindUnauthorized, "%s", errSignedOut)
+	}
+	id.Admin = false
+	return &browser{id: id, binding: "session\x00" + s.ID, via: "link", expires: s.Expires}, nil
+}
+
+// sessionCookie returns r's valid session, preferring the __Host- cookie.
+func (m *Manager) sessionCookie(r *http.Request) (websession.Session, error) {
+	for _, name := range []string{secureCookieName, cookieName} {
+		c, err := r.Cookie(name)
+		if err != nil {
+			continue
+		}
+		s, err := m.web.signer.Decode(c.Value, time.Now())
+		switch {
+		case err == nil:
+			return s, nil
+		case errors.Is(err, websession.ErrExpired):
+			return s, userErr(KindUnauthorized, "your web session has expired: run `baicommit web` for a new login link")
+		default:
+			m.log.Warn("refused a web session cookie", "remote", r.RemoteAddr, "err", err)
+		}
+	}
+	return websession.Session{}, userErr(KindUnauthorized, "%s", errSignedOut)
+}
+
+func (m *Manager) trustedProxy(remote string) bool {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	return slices.ContainsFunc(m.web.proxies, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+func hostOf(remote string) string {
+	if h, _, err := net.SplitHostPort(remote); err == nil {
+		return h
+	}
+	return remote
+}
+
+// handleWebLink makes a login link for the MUNGE-authenticated caller. The
+// link carries a MUNGE credential that the manager made for itself (only
+// its own account can make one, and only it can decode one): munged ends
+// it after web_link_ttl and refuses it a second time, so the link signs
+// in once, with no state kept here.
+func (m *Manager) handleWebLink(w http.ResponseWriter, r *http.Request, id *Identity) {
+	ttl := m.cfg.WebLinkTTL.Duration
+	self := m.web.self
+	payload := strings.Join([]string{loginMagic, strconv.Itoa(id.UID), id.Name}, "\n")
+	cred, err := m.munge.Encode(r.Context(), []byte(payload), munge.EncodeOptions{TTL: ttl, RestrictUID: &self})
+	if err != nil {
+		m.writeError(w, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot make a login link: " + err.Error()})
+		return
+	}
+	// Relative to the manager's URL unless the site says where browsers
+	// reach it (web_url, with or without its /web/).
+	link := strings.TrimPrefix(webLogin, "/") + "#" + url.PathEscape(cred)
+	if m.cfg.WebURL != "" {
+		base := strings.TrimSuffix(strings.TrimSuffix(m.cfg.WebURL, "/"), strings.TrimSuffix(webRoot, "/"))
+		link = base + "/" + link
+	}
+	m.log.Info("login link made", "user", id.Name, "ttl", ttl.String())
+	writeJSON(w, http.StatusCreated, api.WebLink{URL: link, User: id.Name, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second)})
+}
+
+// signInRequest is the body of POST /web/api/login.
+type signInRequest struct {
+	Link string `json:"link"`
+}
+
+// handleWebSignIn trades a login link for a new session cookie. The link
+// is spent whatever happens next.
+func (m *Manager) handleWebSignIn(w http.ResponseWriter, r *http.Request) {
+	var req signInRequest
+	if err := httperr.DecodeJSON(r.Body, maxRequestBody, &req); err != nil {
+		m.writeError(w, err)
+		return
+	}
+	uid, err := m.redeemLink(r.Context(), req.Link)
+	if err == nil {
+		var id *Identity
+		if id, err = m.identity(strconv.Itoa(uid)); err == nil {
+			s := websession.New(id.UID, id.Name, m.cfg.WebSessionTTL.Duration, time.Now())
+			m.setCookie(w, r, m.web.signer.Encode(s), s.Expires)
+			m.log.Info("web sign-in", "user", id.Name, "remote", r.RemoteAddr)
+			writeJSON(w, http.StatusOK, webMe{User: id.Name, UID: id.UID, Via: "link", Expires: s.Expires.UTC(),
+				CSRF: m.web.signer.CSRFToken("session\x00" + s.ID)})
+			return
+		}
+	}
+	m.log.Info("web sign-in refused", "remote", r.RemoteAddr, "status", Status(err), "err", err)
+	m.writeError(w, err)
+}
+
+// redeemLink checks a login link's credential and returns the uid it
+// signs in.
+func (m *Manager) redeemLink(ctx context.Context, link string) (int, error) {
+	cred, err := url.PathUnescape(strings.TrimPrefix(strings.TrimSpace(link), "#"))
+	if err != nil || cred == "" {
+		return 0, userErr(KindUnauthorized, "this is not a baicommit login link: run `baicommit web` and open the link it prints")
+	}
+	dc, err := m.munge.Decode(ctx, cred)
+	var me *munge.Error
+	switch {
+	case err == nil:
+	case munge.IsUnavailable(err):
+		return 0, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot check login links now: " + err.Error()}
+	case errors.As(err, &me) && me.Status == munge.StatusExpired:
+		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: fmt.Sprintf("this login link has expired (links last %s): run `baicommit web` again for a new one", m.cfg.WebLinkTTL.Duration)}
+	case errors.As(err, &me) && me.Status == munge.StatusReplayed:
+		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: "this login link was used already (each link signs in once): run `baicommit web` again for a new one"}
+	default:
+		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: "this is not a valid baicommit login link (" + err.Error() + "): run `baicommit web` and open the link it prints"}
+	}
+	f := strings.Split(string(dc.Payload), "\n")
+	if dc.UID != m.web.self || len(f) != 3 || f[0] != loginMagic {
+		m.log.Warn("refused a login link the manager did not make", "credential_uid", dc.UID)
+		return 0, userErr(KindUnauthorized, "this is not a login link of this site: run `baicommit web` and open the link it prints")
+	}
+	uid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return 0, userErr(KindUnauthorized, "this login link names no user")
+	}
+	return uid, nil
+}
+
+func (m *Manager) handleWebSignOut(w http.ResponseWriter, r *http.Request) {
+	m.setCookie(w, r, "", time.Unix(1, 0))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// setCookie sets (or, with a past expiry, clears) the session cookie.
+func (m *Manager) setCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time) {
+	secure := r.TLS != nil || strings.HasPrefix(m.cfg.WebURL, "https://")
+	name := cookieName
+	if secure {
+		name = secureCookieName
+	}
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Expires: expires, Secure: secure,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode}
+	if value == "" {
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
+}
+
+// webMe is who the page belongs to, and its request token.
+type webMe struct {
+	User    string    `json:"user"`
+	UID     int       `json:"uid"`
+	Via     string    `json:"via"`
+	Expires time.Time `json:"expires,omitzero"`
+	CSRF    string    `json:"csrf_token"`
+}
+
+func (m *Manager) handleWebMe(w http.ResponseWriter, r *http.Request, id *Identity) {
+	b := r.Context().Value(browserKey{}).(*browser)
+	writeJSON(w, http.StatusOK, webMe{User: id.Name, UID: id.UID, Via: b.via, Expires: b.expires.UTC(),
+		CSRF: m.web.signer.CSRFToken(b.binding)})
+}
