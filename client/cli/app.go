@@ -74,6 +74,7 @@ func (e *env) app() *ucli.App {
 			e.nodesCommand(),
 			e.pushCommand(),
 			e.restoreCommand(),
+			e.webCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.
