@@ -30,7 +30,8 @@ pkg_installed() {
 
 ensure_packages() {
     local want=(podman runc uidmap slirp4netns fuse-overlayfs busybox-static pigz gcc make
-                ca-certificates jq procps gzip munge libmunge-dev slurm-wlm docker-registry apache2-utils)
+                ca-certificates jq procps gzip munge libmunge-dev slurm-wlm docker-registry apache2-utils
+                chromium fonts-dejavu-core)
     local missing=() p
     for p in "${want[@]}"; do
         pkg_installed "$p" || missing+=("$p")
