@@ -33,6 +33,19 @@ func TestConfigValidate(t *testing.T) {
 		{name: "relative save path", edit: func(c *Config) { c.SavePath = "scratch/{user}" }, err: "clean absolute"},
 		{name: "dotdot save path", edit: func(c *Config) { c.SavePath = "/scratch/../etc" }, err: "clean absolute"},
 		{name: "zero timeout", edit: func(c *Config) { c.AgentTimeout.Duration = 0 }, err: "agent_timeout"},
+		{name: "web behind a proxy", edit: func(c *Config) {
+			c.WebURL = "https://ood.example.org/rnode/mgr/7470/web/"
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5", "192.0.2.0/24", "::1"}
+		}},
+		{name: "web_url not http", edit: func(c *Config) { c.WebURL = "ood.example.org" }, err: "web_url"},
+		{name: "link ttl too long", edit: func(c *Config) { c.WebLinkTTL.Duration = 2 * time.Hour }, err: "web_link_ttl"},
+		{name: "link ttl zero", edit: func(c *Config) { c.WebLinkTTL.Duration = 0 }, err: "web_link_ttl"},
+		{name: "session ttl short", edit: func(c *Config) { c.WebSessionTTL.Duration = time.Second }, err: "web_session_ttl"},
+		{name: "proxy header alone", edit: func(c *Config) { c.WebProxyHeader = "X-Forwarded-User" }, err: "set together"},
+		{name: "proxies alone", edit: func(c *Config) { c.WebTrustedProxies = []string{"10.0.0.5"} }, err: "set together"},
+		{name: "bad proxy", edit: func(c *Config) {
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"ood.example.org"}
+		}, err: "neither an address nor a CIDR"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

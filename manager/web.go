@@ -93,8 +93,11 @@ func (m *Manager) webRoutes(mux *http.ServeMux) {
 	page := webui.Handler()
 	mux.Handle("GET "+webRoot, page)
 	mux.Handle("GET "+webLogin, page)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, strings.TrimPrefix(webRoot, "/"), http.StatusFound)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		// Relative (http.Redirect would make it absolute), so that it also
+		// holds behind a proxy that serves the manager below a prefix.
+		w.Header().Set("Location", strings.TrimPrefix(webRoot, "/"))
+		w.WriteHeader(http.StatusFound)
 	})
 
 	// Every route of the page refuses cross-origin requests that change
@@ -237,15 +240,22 @@ func (m *Manager) handleWebLink(w http.ResponseWriter, r *http.Request, id *Iden
 		m.writeError(w, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot make a login link: " + err.Error()})
 		return
 	}
-	// Relative to the manager's URL unless the site says where browsers
-	// reach it (web_url, with or without its /web/).
-	link := strings.TrimPrefix(webLogin, "/") + "#" + url.PathEscape(cred)
-	if m.cfg.WebURL != "" {
-		base := strings.TrimSuffix(strings.TrimSuffix(m.cfg.WebURL, "/"), strings.TrimSuffix(webRoot, "/"))
-		link = base + "/" + link
-	}
 	m.log.Info("login link made", "user", id.Name, "ttl", ttl.String())
-	writeJSON(w, http.StatusCreated, api.WebLink{URL: link, User: id.Name, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second)})
+	writeJSON(w, http.StatusCreated, api.WebLink{URL: loginLink(m.cfg.WebURL, cred), User: id.Name,
+		Expires: time.Now().Add(ttl).UTC().Truncate(time.Second)})
+}
+
+// loginLink is the link that signs in with cred: on webURL (with or
+// without its /web/) when the site says where browsers reach the manager,
+// else relative to the manager's URL. The credential goes in the fragment,
+// which browsers send to no server and put in no Referer.
+func loginLink(webURL, cred string) string {
+	link := strings.TrimPrefix(webLogin, "/") + "#" + url.PathEscape(cred)
+	if webURL == "" {
+		return link
+	}
+	base := strings.TrimSuffix(strings.TrimSuffix(webURL, "/"), strings.TrimSuffix(webRoot, "/"))
+	return base + "/" + link
 }
 
 // signInRequest is the body of POST /web/api/login.
