@@ -60,6 +60,15 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// The example an admin starts from loads as it is, with the defaults.
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig("../manager.toml.example")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(cfg.WebLinkTTL.Duration, 2*time.Minute))
+	assert.Check(t, is.Equal(cfg.WebSessionTTL.Duration, 8*time.Hour))
+	assert.Check(t, is.Equal(cfg.WebKeyFile, ""))
+}
+
 func TestLoadConfigNamesUnknownKeys(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "manager.toml")
 	assert.NilError(t, os.WriteFile(p, []byte("listen = \":1\"\nagent_ulr = \"x\"\n"), 0o644))

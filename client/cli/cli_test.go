@@ -222,6 +222,7 @@ func TestUsageErrors(t *testing.T) {
 		{args: []string{"commit", "--nope", "box"}, want: "flag provided but not defined"},
 		{args: []string{"status"}, want: "status needs a TASK argument"},
 		{args: []string{"list", "x"}, want: "list takes no arguments"},
+		{args: []string{"web"}, want: "the web page is served by baicommit-manager: pass --manager URL"},
 		{args: []string{"frobnicate"}, want: `unknown command "frobnicate"`},
 		{args: []string{"help", "frobnicate"}, want: "No help topic for 'frobnicate'"},
 	}
