@@ -20,7 +20,7 @@ UNITDIR := $(DESTDIR)/etc/systemd/system
 TMPFILESDIR := $(DESTDIR)/etc/tmpfiles.d
 CONFDIR := $(DESTDIR)/etc/baicommit
 
-.PHONY: all build test demo bench bench-freeze bench-manager install verify-units clean
+.PHONY: all build test demo bench bench-freeze bench-manager bench-web install verify-units clean
 
 all: build
 
@@ -38,13 +38,18 @@ test:
 demo:
 	bash scripts/demo.sh
 
-bench: bench-freeze bench-manager
+bench: bench-freeze bench-manager bench-web
 
 bench-freeze:
 	bash scripts/bench.sh
 
 bench-manager:
 	bash scripts/bench-manager.sh
+
+# What authenticating one request costs the manager: the web page's signed cookie against
+# a MUNGE credential (needs munged: scripts/setup.sh cluster).
+bench-web:
+	CGO_ENABLED=1 $(GO) test -tags libmunge -run '^$$' -bench Authentication -benchmem -count 5 ./manager/
 
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)

@@ -97,7 +97,10 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.writeError(w, err)
 		return
 	}
-	rep, err := m.callAgent(r.Context(), node, http.MethodPost, api.RouteFreezes, body, id.UID)
+	// Handed to the agent whole even if the caller stops waiting (a page
+	// reloaded right after Commit, Ctrl-C): the agent then owns the freeze
+	// and every view shows it. agent_timeout still bounds the call.
+	rep, err := m.callAgent(context.WithoutCancel(r.Context()), node, http.MethodPost, api.RouteFreezes, body, id.UID)
 	if err != nil {
 		m.refused(w, err)
 		return

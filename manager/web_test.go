@@ -31,20 +31,19 @@ func TestLoginLink(t *testing.T) {
 // webTester sends browser requests to a manager with no agents: what is
 // checked here is who may ask, not what the agents answer.
 type webTester struct {
-	t *testing.T
 	m *Manager
 	h http.Handler
 	u *user.User
 }
 
-func newWebTester(t *testing.T) *webTester {
+func newWebTester(t testing.TB) *webTester {
 	u, err := user.Current()
 	assert.NilError(t, err)
 	cfg := DefaultConfig()
 	cfg.Nodes = []string{"cn01"}
 	cfg.WebProxyHeader, cfg.WebTrustedProxies = "X-Remote-User", []string{"10.0.0.0/8"}
 	m := newTestManager(cfg, &fakeSlurm{})
-	return &webTester{t: t, m: m, h: m.Handler(), u: u}
+	return &webTester{m: m, h: m.Handler(), u: u}
 }
 
 func (wt *webTester) cookie(expires time.Duration) (*http.Cookie, string) {

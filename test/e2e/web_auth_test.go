@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+	"gotest.tools/v3/poll"
 
 	"github.com/baicommit/baicommit/api"
 )
@@ -173,7 +174,13 @@ func TestWebTrustedProxy(t *testing.T) {
 	code, out, _ := send(t, http.DefaultClient, req)
 	assert.Check(t, is.Equal(code, http.StatusForbidden), out)
 	assert.Check(t, is.Contains(out, "accepted only from the site's authenticating proxy"))
-	assert.Check(t, is.Contains(m.log.String(), "refused a proxy header from an untrusted address"))
+	// The manager's log reaches us through a pipe, a moment after its answer.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if strings.Contains(m.log.String(), "refused a proxy header from an untrusted address") {
+			return poll.Success()
+		}
+		return poll.Continue("the refusal is not logged")
+	}, poll.WithTimeout(5*time.Second))
 
 	// The proxy: on loopback, reaching the manager from 127.0.0.2.
 	fromProxy := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}).DialContext}

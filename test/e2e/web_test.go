@@ -180,12 +180,14 @@ func TestWebCommitButton(t *testing.T) {
 
 	link := webLink(t, m, alice)
 	ctx := newBrowser(t)
+	t0 := time.Now()
 	do(t, ctx, 60*time.Second,
 		chromedp.Navigate(link.URL),
 		chromedp.WaitEnabled(id("signin")),
 		chromedp.Click(id("signin")),
 		chromedp.WaitVisible(css("%s button.commit", row(ctr))),
 	)
+	signedIn := time.Since(t0)
 	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
 	table := get(t, ctx, chromedp.Text(id("sessions")))
 	assert.Check(t, is.Contains(table, other))
@@ -196,8 +198,22 @@ func TestWebCommitButton(t *testing.T) {
 	assert.Assert(t, is.Len(cells, 8), "%q", cells)
 	assert.Check(t, is.DeepEqual(cells[:5], []string{ctr, n1, job, baseImage, "running"}))
 
+	// A name the agent refuses: the row says why, in words, and nothing runs.
+	do(t, ctx, 20*time.Second,
+		chromedp.Click(css("%s button.commit", row(ctr))),
+		chromedp.WaitVisible(id("commit-dialog")),
+		chromedp.SendKeys(id("commit-image"), "Not An Image!"),
+		chromedp.Click(id("commit-submit")),
+		chromedp.WaitVisible(css("%s .result .error", row(ctr))),
+		chromedp.WaitVisible(css("%s button.commit:not([disabled])", row(ctr))),
+	)
+	refused := get(t, ctx, chromedp.Text(css("%s .result .error", row(ctr))))
+	assert.Check(t, is.Contains(refused, "Not An Image!"))
+	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "a refused freeze wrote something")
+
 	// Press Commit, name the image, and watch the button.
 	busy := css(`%s button.commit[aria-busy="true"][disabled] .spinner`, row(ctr))
+	t1 := time.Now()
 	do(t, ctx, 20*time.Second,
 		chromedp.Click(css("%s button.commit", row(ctr))),
 		chromedp.WaitVisible(id("commit-dialog")),
@@ -205,11 +221,16 @@ func TestWebCommitButton(t *testing.T) {
 		chromedp.Click(id("commit-submit")),
 		chromedp.WaitVisible(busy),
 	)
-	// A reload keeps it spinning: the state is the agent's, not the page's.
-	do(t, ctx, 20*time.Second, chromedp.Reload(), chromedp.WaitVisible(busy))
+	pressed := time.Since(t1)
+	// Running (the button names its task); a reload keeps it spinning: the
+	// state is the agent's, not the page's.
+	running := css(`%s button.commit[aria-busy="true"][disabled][data-task$=".%s"] .spinner`, row(ctr), n1)
+	do(t, ctx, 20*time.Second, chromedp.WaitVisible(running), chromedp.Reload(), chromedp.WaitVisible(running))
 	screenshot(t, ctx, "web-sessions-freezing")
 	label := get(t, ctx, chromedp.AttributeValue(css("%s button.commit", row(ctr)), "aria-label"))
 	assert.Check(t, is.Equal(label.Value, "Freezing "+ctr))
+	taskID := get(t, ctx, chromedp.AttributeValue(css("%s button.commit", row(ctr)), "data-task")).Value
+	assert.Check(t, strings.HasSuffix(taskID, "."+n1), "the spinning button names no task of node %s: %q", n1, taskID)
 
 	// A freeze started from the CLI spins too.
 	r := m.cli(t, alice, "commit", "--node", n1, "--json", other)
@@ -220,9 +241,10 @@ func TestWebCommitButton(t *testing.T) {
 	// Both end; the rows show archive, size and digest.
 	do(t, ctx, 4*time.Minute,
 		chromedp.WaitVisible(css("%s .archive-path", row(ctr))),
-		chromedp.WaitVisible(css("%s .archive-path", row(other))),
 		chromedp.WaitVisible(css("%s button.commit:not([disabled])", row(ctr))),
 	)
+	shown := time.Now()
+	do(t, ctx, 4*time.Minute, chromedp.WaitVisible(css("%s .archive-path", row(other))))
 	path := get(t, ctx, chromedp.Text(css("%s .archive-path", row(ctr))))
 	size := get(t, ctx, chromedp.Text(css("%s .archive-size", row(ctr))))
 	digest := get(t, ctx, chromedp.AttributeValue(css("%s .archive-digest", row(ctr)), "data-digest")).Value
@@ -245,6 +267,13 @@ func TestWebCommitButton(t *testing.T) {
 	st2 := m.cli(t, alice, "status", "--json", otherTask.ID)
 	assert.Equal(t, st2.code, 0, "%s", st2)
 	assert.Check(t, is.Equal(otherPath, decodeTask(t, st2).Archive.Path), "the row of %s shows another archive than its CLI freeze's", other)
+	st3 := m.cli(t, alice, "status", "--json", taskID)
+	assert.Equal(t, st3.code, 0, "%s", st3)
+	done := decodeTask(t, st3)
+	assert.Check(t, is.Equal(done.Archive.Path, path), "the row shows another archive than its task's")
+	ended := done.Finished
+	t.Logf("WEB: link to rows shown %s; Commit pressed to spinner %s; freeze ended to archive in the row %s",
+		signedIn.Round(time.Millisecond), pressed.Round(time.Millisecond), shown.Sub(ended).Round(time.Millisecond))
 
 	// The frozen images, newest first, each with a restore command.
 	restore := css(`tr[data-archive=%q] .restore-cmd`, path)
