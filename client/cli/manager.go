@@ -70,6 +70,16 @@ func loadClientConfig() (clientConfig, error) {
 	return cfg, nil
 }
 
+// managerOnly says, as a usage error of cmd, that only a manager answers
+// it, when none is configured.
+func managerOnly(c *ucli.Context, cmd, why string) error {
+	mgr, err := managerURL(c)
+	if err == nil && mgr == "" {
+		err = usageErrorf(cmd, "%s: pass --manager URL (or set %s)", why, EnvManager)
+	}
+	return err
+}
+
 // rootCAs returns the CA pool --ca (or the configuration's ca) names, or
 // nil for the system's.
 func rootCAs(c *ucli.Context) (*x509.CertPool, error) {
@@ -150,10 +160,7 @@ func (e *env) nodesCommand() *ucli.Command {
 		usage:    "list the nodes the manager serves and whether their agents answer",
 		jsonHelp: "print the nodes as a JSON array",
 		fetchWith: func(c *ucli.Context, cl *client.Client) ([]api.NodeStatus, error) {
-			if mgr, err := managerURL(c); err != nil || mgr == "" {
-				if err == nil {
-					err = usageErrorf("nodes", "nodes needs a manager: pass --manager URL (or set %s)", EnvManager)
-				}
+			if err := managerOnly(c, "nodes", "nodes needs a manager"); err != nil {
 				return nil, err
 			}
 			return cl.Nodes(c.Context)

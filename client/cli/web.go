@@ -17,10 +17,7 @@ func (e *env) webCommand() *ucli.Command {
 		usage:    "print a login link for the web page, where your sessions have a Commit button",
 		jsonHelp: `print {"url", "user", "expires"} as JSON`,
 		fetchWith: func(c *ucli.Context, cl *client.Client) (*api.WebLink, error) {
-			if mgr, err := managerURL(c); err != nil || mgr == "" {
-				if err == nil {
-					err = usageErrorf("web", "the web page is served by baicommit-manager: pass --manager URL (or set %s)", EnvManager)
-				}
+			if err := managerOnly(c, "web", "the web page is served by baicommit-manager"); err != nil {
 				return nil, err
 			}
 			return cl.WebLink(c.Context)
