@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -153,6 +155,33 @@ func webKey(t *testing.T) string {
 	return p
 }
 
+// unnamedControls lists the controls in the page that assistive
+// technology would announce without a name, from Chromium's own
+// accessibility tree.
+func unnamedControls(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	tree := get(t, ctx, func(ctx context.Context, tg *chromedp.Target) (accessibility.GetFullAXTreeResult, error) {
+		return cdp.Call(ctx, tg, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	})
+	str := func(v *accessibility.Value) string {
+		if v == nil {
+			return ""
+		}
+		var s string
+		_ = json.Unmarshal(v.Value, &s)
+		return s
+	}
+	var bad []string
+	controls := map[string]bool{"button": true, "link": true, "textbox": true, "checkbox": true, "combobox": true}
+	for _, n := range tree.Nodes {
+		if role := str(n.Role); !n.Ignored && controls[role] && strings.TrimSpace(str(n.Name)) == "" {
+			bad = append(bad, role)
+		}
+	}
+	assert.Check(t, len(tree.Nodes) > 10, "an accessibility tree of %d nodes", len(tree.Nodes))
+	return bad
+}
+
 // row is the CSS selector of a session's row.
 func row(name string) string { return fmt.Sprintf(`tr[data-session=%q]`, name) }
 
@@ -211,13 +240,18 @@ func TestWebCommitButton(t *testing.T) {
 	assert.Check(t, is.Contains(refused, "Not An Image!"))
 	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "a refused freeze wrote something")
 
-	// Press Commit, name the image, and watch the button.
+	// Press Commit, name the image, and watch the button. Every control,
+	// the dialog's too, has a name a screen reader can say.
+	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name on the sessions view")
 	busy := css(`%s button.commit[aria-busy="true"][disabled] .spinner`, row(ctr))
-	t1 := time.Now()
 	do(t, ctx, 20*time.Second,
 		chromedp.Click(css("%s button.commit", row(ctr))),
 		chromedp.WaitVisible(id("commit-dialog")),
 		chromedp.SendKeys(id("commit-image"), "localhost/e2e/web:v1"),
+	)
+	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name in the Commit dialog")
+	t1 := time.Now()
+	do(t, ctx, 20*time.Second,
 		chromedp.Click(id("commit-submit")),
 		chromedp.WaitVisible(busy),
 	)
@@ -298,6 +332,16 @@ func TestWebCommitButton(t *testing.T) {
 	assert.Check(t, is.Equal(get(t, ctx, chromedp.Evaluate[string](`document.cookie`)), ""), "the session cookie is readable by scripts")
 	do(t, ctx, 20*time.Second, chromedp.Navigate(c.managers[1].url+"/web/"), chromedp.WaitVisible(css("%s", row(ctr))))
 	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
+
+	// Neither replica logged the login link's credential.
+	_, escaped, _ := strings.Cut(link.URL, "#")
+	cred, err := url.PathUnescape(escaped)
+	assert.NilError(t, err)
+	for _, mp := range c.managers {
+		for _, form := range []string{cred, escaped} {
+			assert.Check(t, !strings.Contains(mp.log.String(), form[10:40]), "a manager logged the login link")
+		}
+	}
 
 	// Signing out.
 	do(t, ctx, 10*time.Second, chromedp.Click(id("signout")), chromedp.WaitVisible(id("signed-out")),

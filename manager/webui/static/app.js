@@ -356,7 +356,11 @@
     $("signed-out").hidden = true;
     window.addEventListener("hashchange", show);
     await show();
-    const tick = (f) => () => { if (!document.hidden && state.me) f().catch(() => {}); };
+    // Polls pause in a hidden tab; a session that ended shows as such.
+    const tick = (f) => () => {
+      if (document.hidden || !state.me) return;
+      f().catch((e) => { if (e.status === 401) signedOut(e.message); });
+    };
     state.timers.push(setInterval(tick(pollRunning), TASKS_EVERY_MS));
     state.timers.push(setInterval(tick(async () => { if (view() === "sessions") await loadSessions(); }), SESSIONS_EVERY_MS));
   }
