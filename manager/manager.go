@@ -41,7 +41,9 @@ type Manager struct {
 	// slurmNodes.
 	static     []string
 	slurmNodes nodeCache
-	web        *webAuth
+	// pageNodes caches where users' jobs run, for the web page's refreshes.
+	pageNodes userNodesCache
+	web       *webAuth
 }
 
 // nodeCache holds Slurm's node list for a while: with agent_url routing,

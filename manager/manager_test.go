@@ -81,8 +81,9 @@ type fakeSlurm struct {
 	jobs  map[string]*slurm.Job
 	nodes []string
 	err   error
-	// asked counts the node list questions.
-	asked int
+	// asked counts the node list questions, askedUser those of where a
+	// user's jobs run.
+	asked, askedUser int
 }
 
 func (f *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
@@ -94,7 +95,10 @@ func (f *fakeSlurm) Job(_ context.Context, id string) (*slurm.Job, error) {
 	}
 	return nil, slurm.ErrNoJob
 }
-func (f *fakeSlurm) UserNodes(context.Context, string) ([]string, error) { return f.nodes, f.err }
+func (f *fakeSlurm) UserNodes(context.Context, string) ([]string, error) {
+	f.askedUser++
+	return f.nodes, f.err
+}
 func (f *fakeSlurm) Nodes(context.Context) ([]string, error) {
 	f.asked++
 	return f.nodes, f.err

@@ -252,7 +252,11 @@ func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Ide
 		}
 		owner, nodes = job.User, job.Nodes
 	default:
-		ns, err := m.slurm.UserNodes(r.Context(), owner)
+		userNodes := m.slurm.UserNodes
+		if _, fromPage := r.Context().Value(browserKey{}).(*browser); fromPage {
+			userNodes = m.pageUserNodes
+		}
+		ns, err := userNodes(r.Context(), owner)
 		if err != nil {
 			m.writeError(w, &Error{Kind: KindUnavailable, Err: err,
 				Msg: "cannot ask Slurm where " + owner + " has jobs: " + err.Error() + "; name the node with --node"})

@@ -31,9 +31,10 @@ func TestLoginLink(t *testing.T) {
 // webTester sends browser requests to a manager with no agents: what is
 // checked here is who may ask, not what the agents answer.
 type webTester struct {
-	m *Manager
-	h http.Handler
-	u *user.User
+	m     *Manager
+	h     http.Handler
+	u     *user.User
+	slurm *fakeSlurm
 }
 
 func newWebTester(t testing.TB) *webTester {
@@ -42,8 +43,9 @@ func newWebTester(t testing.TB) *webTester {
 	cfg := DefaultConfig()
 	cfg.Nodes = []string{"cn01"}
 	cfg.WebProxyHeader, cfg.WebTrustedProxies = "X-Remote-User", []string{"10.0.0.0/8"}
-	m := newTestManager(cfg, &fakeSlurm{})
-	return &webTester{m: m, h: m.Handler(), u: u}
+	s := &fakeSlurm{}
+	m := newTestManager(cfg, s)
+	return &webTester{m: m, h: m.Handler(), u: u, slurm: s}
 }
 
 func (wt *webTester) cookie(expires time.Duration) (*http.Cookie, string) {
@@ -158,4 +160,17 @@ func TestWebPageRoutes(t *testing.T) {
 	assert.Check(t, is.Contains(w.Body.String(), "Your sessions"))
 	w = wt.do(http.MethodGet, "/web/login", "", nil)
 	assert.Check(t, is.Contains(w.Body.String(), `id="signin"`))
+}
+
+// An open page refreshes its sessions every few seconds: Slurm is asked
+// where the user's jobs run once for many refreshes.
+func TestWebSessionsAskSlurmOnce(t *testing.T) {
+	wt := newWebTester(t)
+	good, _ := wt.cookie(time.Hour)
+	for range 5 {
+		w := wt.do(http.MethodGet, "/web/api/sessions", "", func(r *http.Request) { r.AddCookie(good) })
+		assert.Check(t, is.Equal(w.Code, http.StatusOK), w.Body.String())
+		assert.Check(t, is.Equal(strings.TrimSpace(w.Body.String()), "[]"))
+	}
+	assert.Check(t, is.Equal(wt.slurm.askedUser, 1))
 }
