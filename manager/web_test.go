@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"os/user"
@@ -148,6 +149,18 @@ func TestWebSignInSetsAFreshCookie(t *testing.T) {
 	assert.Assert(t, is.Len(cs, 1))
 	assert.Check(t, is.Equal(cs[0].Value, ""))
 	assert.Check(t, cs[0].MaxAge < 0)
+	assert.Check(t, is.Equal(cs[0].Name, cookieName))
+	assert.Check(t, cs[0].HttpOnly)
+	assert.Check(t, is.Equal(cs[0].SameSite, http.SameSiteStrictMode))
+
+	// Over HTTPS the cookie is Secure and __Host-: bound to this host and
+	// path, never sent in clear.
+	w = wt.do(http.MethodPost, "/web/api/logout", "", func(r *http.Request) { r.TLS = &tls.ConnectionState{} })
+	cs = w.Result().Cookies()
+	assert.Assert(t, is.Len(cs, 1))
+	assert.Check(t, is.Equal(cs[0].Name, secureCookieName))
+	assert.Check(t, cs[0].Secure)
+	assert.Check(t, is.Equal(cs[0].Path, "/"))
 }
 
 func TestWebPageRoutes(t *testing.T) {
