@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -240,6 +241,19 @@ func TestWebCommitButton(t *testing.T) {
 	assert.Check(t, is.Contains(refused, "Not An Image!"))
 	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "a refused freeze wrote something")
 
+	// Escape closes the dialog and starts nothing, even after a Commit.
+	do(t, ctx, 20*time.Second,
+		chromedp.Click(css("%s button.commit", row(other))),
+		chromedp.WaitVisible(id("commit-dialog")),
+		chromedp.KeyEvent(kb.Escape),
+		chromedp.WaitNotVisible(id("commit-dialog")),
+	)
+	time.Sleep(500 * time.Millisecond) // a freeze Escape started would be pending by now
+	assert.Check(t, is.Len(get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('button.commit[disabled]')].map(b => b.closest("tr").dataset.session)`)), 0))
+	ts, err := c.agents[n1].client(t).Tasks(context.Background())
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(ts, 0), "a closed dialog started a freeze")
+
 	// Press Commit, name the image, and watch the button. Every control,
 	// the dialog's too, has a name a screen reader can say.
 	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name on the sessions view")
@@ -389,7 +403,9 @@ func TestWebLoginLinkRefused(t *testing.T) {
 	assert.Check(t, is.Contains(msg, "expired"))
 	assert.Check(t, is.Contains(msg, "baicommit web"))
 
-	// Used already: the first browser signs in, the second one cannot.
+	// Used already: the first browser signs in, the second one cannot (on
+	// a replica with the default lifetime, so that only the use counts).
+	m = startManager(t, c.urls)
 	second := newBrowser(t)
 	l = webLink(t, m, alice)
 	do(t, ctx, 30*time.Second, chromedp.Navigate("about:blank"), chromedp.Navigate(l.URL), chromedp.WaitEnabled(id("signin")),

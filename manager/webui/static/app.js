@@ -228,6 +228,8 @@
     $("commit-name").textContent = s.name;
     $("commit-image").value = "";
     $("commit-image").placeholder = `localhost/baicommit/${s.name}:<time>`;
+    // A dialog keeps its last returnValue: Escape must not repeat a Commit.
+    $("commit-dialog").returnValue = "";
     $("commit-dialog").showModal();
     $("commit-image").focus();
   }
