@@ -121,20 +121,29 @@ func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
 		// Only agents accept acting for someone else, and only from us.
 		return nil, userErr(KindUnauthorized, "refused: a user's credential cannot act for another user")
 	}
-	return m.identity(strconv.Itoa(cred.UID))
+	return m.identityByUID(cred.UID)
 }
 
-// identity looks up the account of a uid (or, from a trusted proxy, a
-// user name) with its groups and whether it is an admin.
-func (m *Manager) identity(who string) (*Identity, error) {
-	lookup := user.Lookup
-	if _, err := strconv.Atoi(who); err == nil {
-		lookup = user.LookupId
-	}
-	u, err := lookup(who)
+// identityByUID is the account of uid, with its groups and whether it is
+// an admin.
+func (m *Manager) identityByUID(uid int) (*Identity, error) {
+	u, err := user.LookupId(strconv.Itoa(uid))
 	if err != nil {
-		return nil, userErr(KindForbidden, "%s has no account here", describeUser(who))
+		return nil, userErr(KindForbidden, "uid %d has no account here", uid)
 	}
+	return m.identityOf(u)
+}
+
+// identityByName is identityByUID for a user name (a trusted proxy's).
+func (m *Manager) identityByName(name string) (*Identity, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, userErr(KindForbidden, "user %q has no account here", name)
+	}
+	return m.identityOf(u)
+}
+
+func (m *Manager) identityOf(u *user.User) (*Identity, error) {
 	uid, err := strconv.Atoi(u.Uid)
 	if err != nil {
 		return nil, fmt.Errorf("account %s: uid %q: %w", u.Username, u.Uid, err)
@@ -150,13 +159,6 @@ func (m *Manager) identity(who string) (*Identity, error) {
 	id.Admin = uid == 0 || slices.Contains(m.cfg.Admins, id.Name) ||
 		slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(m.cfg.AdminGroups, g) })
 	return id, nil
-}
-
-func describeUser(who string) string {
-	if _, err := strconv.Atoi(who); err == nil {
-		return "uid " + who
-	}
-	return "user " + strconv.Quote(who)
 }
 
 // mayActFor checks that id may act on owner's sessions.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -56,7 +57,7 @@ type webAuth struct {
 	cop  *http.CrossOriginProtection
 }
 
-func newWebAuth(cfg Config, log interface{ Warn(string, ...any) }) (*webAuth, error) {
+func newWebAuth(cfg Config, log *slog.Logger) (*webAuth, error) {
 	key := websession.RandomKey()
 	if cfg.WebKeyFile != "" {
 		k, err := websession.LoadKey(cfg.WebKeyFile)
@@ -130,6 +131,17 @@ type browser struct {
 	expires time.Time
 }
 
+// sessionBrowser is the browser that holds session s of id.
+func sessionBrowser(id *Identity, s websession.Session) *browser {
+	return &browser{id: id, binding: "session\x00" + s.ID, via: "link", expires: s.Expires}
+}
+
+// me is what the page learns of b: who it belongs to, and its request
+// token.
+func (m *Manager) me(b *browser) webMe {
+	return webMe{User: b.id.Name, UID: b.id.UID, Via: b.via, Expires: b.expires.UTC(), CSRF: m.web.signer.CSRFToken(b.binding)}
+}
+
 // webAuthed authenticates a browser request, checks its request token when
 // it changes something, and runs h. The identity never carries admin
 // rights: the page acts on its user's own sessions only, so a forged
@@ -146,6 +158,7 @@ func (m *Manager) webAuthed(h handler) http.HandlerFunc {
 			m.writeError(w, err)
 			return
 		}
+		b.id.Admin = false
 		h(w, r.WithContext(context.WithValue(r.Context(), browserKey{}, b)), b.id)
 	}
 }
@@ -163,14 +176,13 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 				m.log.Warn("refused a proxy header from an untrusted address", "header", h, "remote", r.RemoteAddr)
 				return nil, userErr(KindForbidden, "the %s header is accepted only from the site's authenticating proxy (web_trusted_proxies), not from %s", h, hostOf(r.RemoteAddr))
 			}
-			id, err := m.identity(name)
+			if _, err := strconv.Atoi(name); err == nil {
+				return nil, userErr(KindForbidden, "the proxy must name the user, not a uid")
+			}
+			id, err := m.identityByName(name)
 			if err != nil {
 				return nil, err
 			}
-			if strconv.Itoa(id.UID) == name {
-				return nil, userErr(KindForbidden, "the proxy must name the user, not a uid")
-			}
-			id.Admin = false
 			return &browser{id: id, binding: "proxy\x00" + id.Name, via: "proxy"}, nil
 		}
 	}
@@ -178,7 +190,7 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := m.identity(strconv.Itoa(s.UID))
+	id, err := m.identityByUID(s.UID)
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +198,7 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 		// The uid now belongs to someone else.
 		return nil, userErr(KindUnauthorized, "%s", errSignedOut)
 	}
-	id.Admin = false
-	return &browser{id: id, binding: "session\x00" + s.ID, via: "link", expires: s.Expires}, nil
+	return sessionBrowser(id, s), nil
 }
 
 // sessionCookie returns r's valid session, preferring the __Host- cookie.
@@ -234,7 +245,7 @@ func hostOf(remote string) string {
 func (m *Manager) handleWebLink(w http.ResponseWriter, r *http.Request, id *Identity) {
 	ttl := m.cfg.WebLinkTTL.Duration
 	self := m.web.self
-	payload := strings.Join([]string{loginMagic, strconv.Itoa(id.UID), id.Name}, "\n")
+	payload := loginMagic + "\n" + strconv.Itoa(id.UID)
 	cred, err := m.munge.Encode(r.Context(), []byte(payload), munge.EncodeOptions{TTL: ttl, RestrictUID: &self})
 	if err != nil {
 		m.writeError(w, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot make a login link: " + err.Error()})
@@ -271,52 +282,48 @@ func (m *Manager) handleWebSignIn(w http.ResponseWriter, r *http.Request) {
 		m.writeError(w, err)
 		return
 	}
-	uid, err := m.redeemLink(r.Context(), req.Link)
-	if err == nil {
-		var id *Identity
-		if id, err = m.identity(strconv.Itoa(uid)); err == nil {
-			s := websession.New(id.UID, id.Name, m.cfg.WebSessionTTL.Duration, time.Now())
-			m.setCookie(w, r, m.web.signer.Encode(s), s.Expires)
-			m.log.Info("web sign-in", "user", id.Name, "remote", r.RemoteAddr)
-			writeJSON(w, http.StatusOK, webMe{User: id.Name, UID: id.UID, Via: "link", Expires: s.Expires.UTC(),
-				CSRF: m.web.signer.CSRFToken("session\x00" + s.ID)})
-			return
-		}
+	id, err := m.redeemLink(r.Context(), req.Link)
+	if err != nil {
+		m.log.Info("web sign-in refused", "remote", r.RemoteAddr, "status", Status(err), "err", err)
+		m.writeError(w, err)
+		return
 	}
-	m.log.Info("web sign-in refused", "remote", r.RemoteAddr, "status", Status(err), "err", err)
-	m.writeError(w, err)
+	s := websession.New(id.UID, id.Name, m.cfg.WebSessionTTL.Duration, time.Now())
+	m.setCookie(w, r, m.web.signer.Encode(s), s.Expires)
+	m.log.Info("web sign-in", "user", id.Name, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, m.me(sessionBrowser(id, s)))
 }
 
-// redeemLink checks a login link's credential and returns the uid it
-// signs in.
-func (m *Manager) redeemLink(ctx context.Context, link string) (int, error) {
+// redeemLink checks a login link's credential and returns who it signs
+// in.
+func (m *Manager) redeemLink(ctx context.Context, link string) (*Identity, error) {
 	cred, err := url.PathUnescape(strings.TrimPrefix(strings.TrimSpace(link), "#"))
 	if err != nil || cred == "" {
-		return 0, userErr(KindUnauthorized, "this is not a baicommit login link: run `baicommit web` and open the link it prints")
+		return nil, userErr(KindUnauthorized, "this is not a baicommit login link: run `baicommit web` and open the link it prints")
 	}
 	dc, err := m.munge.Decode(ctx, cred)
 	var me *munge.Error
 	switch {
 	case err == nil:
 	case munge.IsUnavailable(err):
-		return 0, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot check login links now: " + err.Error()}
+		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot check login links now: " + err.Error()}
 	case errors.As(err, &me) && me.Status == munge.StatusExpired:
-		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: fmt.Sprintf("this login link has expired (links last %s): run `baicommit web` again for a new one", m.cfg.WebLinkTTL.Duration)}
+		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: fmt.Sprintf("this login link has expired (links last %s): run `baicommit web` again for a new one", m.cfg.WebLinkTTL.Duration)}
 	case errors.As(err, &me) && me.Status == munge.StatusReplayed:
-		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: "this login link was used already (each link signs in once): run `baicommit web` again for a new one"}
+		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "this login link was used already (each link signs in once): run `baicommit web` again for a new one"}
 	default:
-		return 0, &Error{Kind: KindUnauthorized, Err: err, Msg: "this is not a valid baicommit login link (" + err.Error() + "): run `baicommit web` and open the link it prints"}
+		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "this is not a valid baicommit login link (" + err.Error() + "): run `baicommit web` and open the link it prints"}
 	}
-	f := strings.Split(string(dc.Payload), "\n")
-	if dc.UID != m.web.self || len(f) != 3 || f[0] != loginMagic {
+	magic, who, _ := strings.Cut(string(dc.Payload), "\n")
+	if dc.UID != m.web.self || magic != loginMagic {
 		m.log.Warn("refused a login link the manager did not make", "credential_uid", dc.UID)
-		return 0, userErr(KindUnauthorized, "this is not a login link of this site: run `baicommit web` and open the link it prints")
+		return nil, userErr(KindUnauthorized, "this is not a login link of this site: run `baicommit web` and open the link it prints")
 	}
-	uid, err := strconv.Atoi(f[1])
+	uid, err := strconv.Atoi(who)
 	if err != nil {
-		return 0, userErr(KindUnauthorized, "this login link names no user")
+		return nil, userErr(KindUnauthorized, "this login link names no user")
 	}
-	return uid, nil
+	return m.identityByUID(uid)
 }
 
 func (m *Manager) handleWebSignOut(w http.ResponseWriter, r *http.Request) {
@@ -348,8 +355,6 @@ type webMe struct {
 	CSRF    string    `json:"csrf_token"`
 }
 
-func (m *Manager) handleWebMe(w http.ResponseWriter, r *http.Request, id *Identity) {
-	b := r.Context().Value(browserKey{}).(*browser)
-	writeJSON(w, http.StatusOK, webMe{User: id.Name, UID: id.UID, Via: b.via, Expires: b.expires.UTC(),
-		CSRF: m.web.signer.CSRFToken(b.binding)})
+func (m *Manager) handleWebMe(w http.ResponseWriter, r *http.Request, _ *Identity) {
+	writeJSON(w, http.StatusOK, m.me(r.Context().Value(browserKey{}).(*browser)))
 }

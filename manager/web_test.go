@@ -52,7 +52,7 @@ func newWebTester(t testing.TB) *webTester {
 func (wt *webTester) cookie(expires time.Duration) (*http.Cookie, string) {
 	uid, _ := strconv.Atoi(wt.u.Uid)
 	s := websession.New(uid, wt.u.Username, expires, time.Now())
-	return &http.Cookie{Name: cookieName, Value: wt.m.web.signer.Encode(s)}, wt.m.web.signer.CSRFToken("session\x00" + s.ID)
+	return &http.Cookie{Name: cookieName, Value: wt.m.web.signer.Encode(s)}, wt.m.web.signer.CSRFToken(sessionBrowser(nil, s).binding)
 }
 
 func (wt *webTester) do(method, path, body string, edit func(*http.Request)) *httptest.ResponseRecorder {

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -93,12 +94,11 @@ func LoadKey(path string) ([]byte, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("web key file %s is mode %04o: make it readable by the manager's account only (chmod 600)", path, fi.Mode().Perm())
 	}
-	b := make([]byte, 4096)
-	n, err := f.Read(b)
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return nil, fmt.Errorf("web key file %s: %w", path, err)
 	}
-	key := []byte(strings.TrimSpace(string(b[:n])))
+	key := []byte(strings.TrimSpace(string(b)))
 	if len(key) < MinKeySize {
 		return nil, fmt.Errorf("web key file %s holds %d bytes, want at least %d (e.g. head -c 48 /dev/urandom | base64 > %s)", path, len(key), MinKeySize, path)
 	}

@@ -654,9 +654,16 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 	caFile = write("ca.pem", "CERTIFICATE", caDER, 0o644)
 	certFile = write("manager.pem", "CERTIFICATE", der, 0o644)
 	keyFile = write("manager.key", "EC PRIVATE KEY", keyDER, 0o600)
+	giveToManager(t, keyFile)
+	return caFile, certFile, keyFile
+}
+
+// giveToManager makes the manager's account own path, for a secret only
+// it may read.
+func giveToManager(t *testing.T, path string) {
+	t.Helper()
 	u, err := user.Lookup(managerUser)
 	assert.NilError(t, err)
 	uid, _ := strconv.Atoi(u.Uid)
-	assert.NilError(t, os.Chown(keyFile, uid, -1))
-	return caFile, certFile, keyFile
+	assert.NilError(t, os.Chown(path, uid, -1))
 }

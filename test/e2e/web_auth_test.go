@@ -76,7 +76,7 @@ func send(t *testing.T, hc *http.Client, req *http.Request) (int, string, *http.
 	return resp.StatusCode, string(b), resp
 }
 
-// webCall sends one request of the page as s.
+// call sends one request of the page as s.
 func (s webSession) call(t *testing.T, m *managerProc, method, path, body string, edit func(*http.Request)) (int, string) {
 	t.Helper()
 	var rd io.Reader

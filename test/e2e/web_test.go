@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -149,10 +148,7 @@ func webKey(t *testing.T) string {
 	_, _ = rand.Read(b)
 	p := filepath.Join(dir, "web.key")
 	assert.NilError(t, os.WriteFile(p, []byte(base64.StdEncoding.EncodeToString(b)), 0o600))
-	u, err := user.Lookup(managerUser)
-	assert.NilError(t, err)
-	uid, _ := strconv.Atoi(u.Uid)
-	assert.NilError(t, os.Chown(p, uid, -1))
+	giveToManager(t, p)
 	return p
 }
 

@@ -117,15 +117,20 @@
     else state.running.set(t.id, t);
   }
 
+  // follow has the page poll task id of container cid until it ends.
+  function follow(id, cid) {
+    if (!state.running.has(id)) {
+      state.running.set(id, { id, state: "running", container_id: cid, created: new Date().toISOString() });
+    }
+  }
+
   async function loadSessions() {
     const { data, warnings } = await call("GET", "api/sessions");
     state.sessions = data || [];
     for (const s of state.sessions) {
       if (s.last_task) remember(s.last_task, s.id);
-      if (s.task && !state.running.has(s.task)) {
-        // Started elsewhere (CLI, epilog, another tab): follow it.
-        state.running.set(s.task, { id: s.task, state: "running", container_id: s.id, created: new Date().toISOString() });
-      }
+      // Started elsewhere (CLI, epilog, another tab): follow it.
+      if (s.task) follow(s.task, s.id);
     }
     renderSessions();
     if (warnings.length) say(`Some nodes did not answer: ${warnings.join("; ")}`, "warn");
@@ -255,7 +260,7 @@
       say(`Freezing ${s.name} (task ${data.id}).`);
     } catch (e) {
       if (e.status === 409 && e.task) {
-        state.running.set(e.task, { id: e.task, state: "running", container_id: s.id, created: new Date().toISOString() });
+        follow(e.task, s.id);
         say(e.message, "warn");
       } else {
         state.refused.set(s.id, e.message);
