@@ -13,7 +13,7 @@ import (
 
 	"github.com/baicommit/baicommit/agent/export"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
 	"github.com/baicommit/baicommit/policy"
 )
 

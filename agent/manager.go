@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/baicommit/baicommit/agent/userpodman"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
 )
 
 // maxRequestBody bounds what the agent reads of a request body; every

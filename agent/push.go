@@ -13,7 +13,7 @@ import (
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/registry"
 )
 
 // checkPush validates a push request and returns the task's push status.

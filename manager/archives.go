@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
 )
 
 // maxArchiveTries is how many agents one archive list asks at most before

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/baicommit/baicommit/manager/slurm"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
+	"github.com/baicommit/baicommit/internal/slurm"
 )
 
 // Version is the manager's version.

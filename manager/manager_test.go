@@ -15,7 +15,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/internal/slurm"
 )
 
 func TestConfigValidate(t *testing.T) {

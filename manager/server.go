@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
-	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/slurm"
 	"github.com/baicommit/baicommit/policy"
 )
 

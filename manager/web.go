@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/munge"
 	"github.com/baicommit/baicommit/manager/websession"
 	"github.com/baicommit/baicommit/manager/webui"
-	"github.com/baicommit/baicommit/munge"
 )
 
 // The web page lives under /web/: the page itself (package webui) and the

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/baicommit/baicommit/archives"
+	"github.com/baicommit/baicommit/internal/archives"
 )
 
 // runList reports the archives of the user the helper runs as that the

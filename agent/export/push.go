@@ -9,10 +9,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/baicommit/baicommit/agent/archive"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/registry"
+	"github.com/baicommit/baicommit/internal/safefile"
 )
 
 // runPush pushes the finished archive spec.Name to spec.Push.Ref with the
@@ -23,10 +23,10 @@ func runPush(ctx context.Context, spec Spec, emit func(Event)) error {
 	if spec.Push == nil {
 		return errors.New("push: no destination")
 	}
-	if !archive.ValidName(spec.Name) || !archive.ValidName(spec.SidecarName) {
-		return fmt.Errorf("%w: bad archive name %q", archive.ErrUnsafePath, spec.Name)
+	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
+		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
 	}
-	dir, err := archive.OpenDir(spec.Root, spec.Dir, false)
+	dir, err := safefile.OpenDir(spec.Root, spec.Dir, false)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/archive"
+	"github.com/baicommit/baicommit/internal/safefile"
 	"go.podman.io/image/v5/copy"
 	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker/reference"
@@ -42,7 +42,7 @@ func Run(ctx context.Context, spec Spec, emit func(Event)) error {
 }
 
 func remove(spec Spec) error {
-	dir, err := archive.OpenDir(spec.Root, spec.Dir, false)
+	dir, err := safefile.OpenDir(spec.Root, spec.Dir, false)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -50,15 +50,15 @@ func remove(spec Spec) error {
 		return err
 	}
 	defer dir.Close()
-	if !archive.ValidTemp(spec.Temp) {
-		return fmt.Errorf("%w: %q is not a temporary name", archive.ErrUnsafePath, spec.Temp)
+	if !safefile.ValidTemp(spec.Temp) {
+		return fmt.Errorf("%w: %q is not a temporary name", safefile.ErrUnsafePath, spec.Temp)
 	}
-	return archive.Remove(dir, spec.Temp)
+	return safefile.Remove(dir, spec.Temp)
 }
 
 func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
-	if !archive.ValidName(spec.Name) || !archive.ValidName(spec.SidecarName) {
-		return fmt.Errorf("%w: bad archive name %q", archive.ErrUnsafePath, spec.Name)
+	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
+		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
 	}
 	named, err := reference.ParseNormalizedNamed(spec.RepoTag)
 	if err != nil {
@@ -89,7 +89,7 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 		src = scrubbedRef{ImageReference: srcRef, patterns: spec.ScrubEnv, removed: &removed}
 	}
 
-	dir, err := archive.OpenDir(spec.Root, spec.Dir, true)
+	dir, err := safefile.OpenDir(spec.Root, spec.Dir, true)
 	if err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 	if mode == 0 {
 		mode = 0o640
 	}
-	out, err := archive.Create(dir, spec.Temp, mode, spec.Level)
+	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 	}
 	sc := spec.Sidecar
 	sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
-	if err := archive.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
+	if err := safefile.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
 		// The archive is complete and useful without its sidecar; say so.
 		emit(Event{Event: EventWarning, Message: "the archive is complete but its sidecar could not be written: " + err.Error()})
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
 	"github.com/baicommit/baicommit/policy"
 )
 

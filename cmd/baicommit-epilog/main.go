@@ -16,14 +16,14 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/slurmhook"
+	"github.com/baicommit/baicommit/internal/slurm/epilog"
 )
 
 func main() {
 	defer func() {
 		// Whatever happens, the node must not drain because of us.
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "%s: internal error: %v\n", slurmhook.Tag, r)
+			fmt.Fprintf(os.Stderr, "%s: internal error: %v\n", epilog.Tag, r)
 		}
 		os.Exit(0)
 	}()
@@ -31,20 +31,20 @@ func main() {
 }
 
 func run(args []string) {
-	fs := flag.NewFlagSet(slurmhook.Tag, flag.ContinueOnError)
+	fs := flag.NewFlagSet(epilog.Tag, flag.ContinueOnError)
 	agent := fs.String("agent", client.DefaultAddr, "the node agent's socket (unix:///PATH)")
-	budget := fs.Duration("budget", slurmhook.DefaultBudget, "how long to wait for the freezes before leaving them to the agent (keep it below PrologEpilogTimeout)")
+	budget := fs.Duration("budget", epilog.DefaultBudget, "how long to wait for the freezes before leaving them to the agent (keep it below PrologEpilogTimeout)")
 	poll := fs.Duration("poll", 500*time.Millisecond, "how often to ask the agent about the freezes")
 	sysAddr := fs.String("syslog", "", `system log socket ("" the local one, "none" to log to stderr only)`)
 	parseErr := fs.Parse(args)
 
 	handlers := []slog.Handler{slog.NewTextHandler(os.Stderr, nil)}
 	if *sysAddr != "none" {
-		if h, err := slurmhook.DialSyslog(*sysAddr); err == nil {
+		if h, err := epilog.DialSyslog(*sysAddr); err == nil {
 			defer h.Close()
 			handlers = append(handlers, h)
 		} else {
-			fmt.Fprintf(os.Stderr, "%s: no system log (%v): logging to stderr only\n", slurmhook.Tag, err)
+			fmt.Fprintf(os.Stderr, "%s: no system log (%v): logging to stderr only\n", epilog.Tag, err)
 		}
 	}
 	log := slog.New(slog.NewMultiHandler(handlers...))
@@ -53,7 +53,7 @@ func run(args []string) {
 		return
 	}
 
-	env, err := slurmhook.ReadEnv(os.Getenv)
+	env, err := epilog.ReadEnv(os.Getenv)
 	if err != nil {
 		log.Error("baicommit: cannot tell which job ended; nothing was frozen", "err", err)
 		return
@@ -67,5 +67,5 @@ func run(args []string) {
 	// ends the waiting, never the freezes.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	slurmhook.Run(ctx, cl, env, *budget, *poll, log)
+	epilog.Run(ctx, cl, env, *budget, *poll, log)
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 )

@@ -15,7 +15,7 @@ import (
 
 	"go.podman.io/image/v5/docker/reference"
 
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/registry"
 )
 
 // PodmanCLI drives the user's own podman command.

@@ -17,8 +17,8 @@ import (
 	"github.com/klauspost/pgzip"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/registry"
 )
 
 // Podman is what a restore needs from the user's Podman.

@@ -19,7 +19,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
+	"github.com/baicommit/baicommit/internal/archives"
 )
 
 // fakePodman records what a restore asks of Podman.

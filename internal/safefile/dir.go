@@ -6,7 +6,7 @@
 // configured save root and never makes a partial file visible under a final
 // name: data goes to a temporary name unique to node and task, is synced,
 // and is then moved to the final name without replacing anything there.
-package archive
+package safefile
 
 import (
 	"errors"

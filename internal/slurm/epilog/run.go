@@ -1,4 +1,4 @@
-package slurmhook
+package epilog
 
 import (
 	"context"

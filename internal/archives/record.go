@@ -7,8 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/baicommit/baicommit/agent/archive"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/safefile"
 )
 
 // RecordPush adds rec to the pushes of the sidecar at path, replacing the
@@ -52,7 +52,7 @@ func RecordPushAt(dir *os.File, name string, rec api.PushRecord) error {
 		return err
 	}
 	sc.Pushes = append(sc.Pushes, rec)
-	if err := archive.ReplaceSidecar(dir, name, fi.Mode().Perm(), sc); err != nil {
+	if err := safefile.ReplaceSidecar(dir, name, fi.Mode().Perm(), sc); err != nil {
 		return fmt.Errorf("record the push in %s: %w", f.Name(), err)
 	}
 	return nil

@@ -1,4 +1,4 @@
-package archive_test
+package safefile_test
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/fs"
 
-	"github.com/baicommit/baicommit/agent/archive"
+	"github.com/baicommit/baicommit/internal/safefile"
 )
 
 // withUmask sets the process umask for the test. Tests in this package do
@@ -32,7 +32,7 @@ func withUmask(t *testing.T, mask int) {
 
 func openDir(t *testing.T, root, dir string) *os.File {
 	t.Helper()
-	d, err := archive.OpenDir(root, dir, true)
+	d, err := safefile.OpenDir(root, dir, true)
 	assert.NilError(t, err)
 	t.Cleanup(func() { d.Close() })
 	return d
@@ -68,7 +68,7 @@ func TestOpenDirCreatesMissingComponents(t *testing.T) {
 		fi, err := os.Lstat(filepath.Join(root, p))
 		assert.NilError(t, err)
 		assert.Check(t, fi.IsDir(), p)
-		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(archive.DirMode)), p)
+		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(safefile.DirMode)), p)
 	}
 	// The root itself is not touched.
 	fi, err := os.Stat(root)
@@ -84,7 +84,7 @@ func TestOpenDirModeIgnoresUmask(t *testing.T) {
 	openDir(t, root, filepath.Join(root, "alice"))
 	fi, err := os.Lstat(filepath.Join(root, "alice"))
 	assert.NilError(t, err)
-	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(archive.DirMode)))
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(safefile.DirMode)))
 }
 
 func TestOpenDirExistingAndRoot(t *testing.T) {
@@ -101,7 +101,7 @@ func TestOpenDirExistingAndRoot(t *testing.T) {
 
 func TestOpenDirWithoutCreate(t *testing.T) {
 	root := t.TempDir()
-	_, err := archive.OpenDir(root, filepath.Join(root, "missing", "x"), false)
+	_, err := safefile.OpenDir(root, filepath.Join(root, "missing", "x"), false)
 	assert.Check(t, errors.Is(err, os.ErrNotExist), "got %v", err)
 	assert.Check(t, is.DeepEqual(names(t, root), []string{}))
 }
@@ -138,11 +138,11 @@ func TestOpenDirRefusesSymlinks(t *testing.T) {
 			assert.NilError(t, os.MkdirAll(filepath.Dir(link), 0o750))
 			assert.NilError(t, os.Symlink(target, link))
 
-			d, err := archive.OpenDir(root, filepath.Join(root, tc.dir), true)
+			d, err := safefile.OpenDir(root, filepath.Join(root, tc.dir), true)
 			if d != nil {
 				d.Close()
 			}
-			assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "got %v", err)
+			assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "got %v", err)
 			// Nothing was created through the link.
 			assert.Check(t, is.DeepEqual(names(t, target), []string{}))
 			// The link is still a link.
@@ -155,8 +155,8 @@ func TestOpenDirRefusesSymlinks(t *testing.T) {
 
 func TestOpenDirRefusesFileComponent(t *testing.T) {
 	root := fs.NewDir(t, "root", fs.WithFile("alice", "not a dir"))
-	_, err := archive.OpenDir(root.Path(), root.Join("alice", "x"), true)
-	assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "got %v", err)
+	_, err := safefile.OpenDir(root.Path(), root.Join("alice", "x"), true)
+	assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "got %v", err)
 }
 
 func TestOpenDirRefusesEscapes(t *testing.T) {
@@ -164,8 +164,8 @@ func TestOpenDirRefusesEscapes(t *testing.T) {
 	root := filepath.Join(base, "root")
 	assert.NilError(t, os.Mkdir(root, 0o755))
 	for _, dir := range []string{base, filepath.Join(base, "other"), root + "/../other", "/etc"} {
-		_, err := archive.OpenDir(root, dir, true)
-		assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "%s: got %v", dir, err)
+		_, err := safefile.OpenDir(root, dir, true)
+		assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "%s: got %v", dir, err)
 	}
 	assert.Check(t, is.DeepEqual(names(t, base), []string{"root"}))
 }
@@ -195,12 +195,12 @@ func TestBelow(t *testing.T) {
 		{"/shared", "alice", "", false},
 		{"", "", "", false},
 	} {
-		got, err := archive.Below(tc.root, tc.dir)
+		got, err := safefile.Below(tc.root, tc.dir)
 		if tc.ok {
 			assert.Check(t, err, "Below(%q, %q)", tc.root, tc.dir)
 			assert.Check(t, is.Equal(got, tc.want), "Below(%q, %q)", tc.root, tc.dir)
 		} else {
-			assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "Below(%q, %q) = %q, %v", tc.root, tc.dir, got, err)
+			assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "Below(%q, %q) = %q, %v", tc.root, tc.dir, got, err)
 		}
 	}
 }
@@ -209,10 +209,10 @@ func TestValidName(t *testing.T) {
 	good := []string{"a", "box-20240305T060809Z-n01-0123456789ab.tar.gz", "A_b+c@d:e.json", "x.partial", strings.Repeat("a", 255)}
 	bad := []string{"", ".", "..", ".hidden", "a/b", "/a", "a b", "a\tb", "a\nb", "a\x00b", "é", "a*", "a\\b", "a?b", strings.Repeat("a", 256)}
 	for _, n := range good {
-		assert.Check(t, archive.ValidName(n), "%q", n)
+		assert.Check(t, safefile.ValidName(n), "%q", n)
 	}
 	for _, n := range bad {
-		assert.Check(t, !archive.ValidName(n), "%q", n)
+		assert.Check(t, !safefile.ValidName(n), "%q", n)
 	}
 }
 
@@ -221,10 +221,10 @@ func TestValidTemp(t *testing.T) {
 	bad := []string{"", ".partial", "..partial", "a.partial", ".a", ".a.partia", ".a.partial.x", "..a.partial",
 		".a/b.partial", "./a.partial", ".a b.partial", "." + strings.Repeat("a", 255) + ".partial", ".a.PARTIAL"}
 	for _, n := range good {
-		assert.Check(t, archive.ValidTemp(n), "%q", n)
+		assert.Check(t, safefile.ValidTemp(n), "%q", n)
 	}
 	for _, n := range bad {
-		assert.Check(t, !archive.ValidTemp(n), "%q", n)
+		assert.Check(t, !safefile.ValidTemp(n), "%q", n)
 	}
 }
 
@@ -256,7 +256,7 @@ func TestCreateWriteCommit(t *testing.T) {
 			d := openDir(t, root, dir)
 			data := randomBytes(t, tc.size)
 
-			f, err := archive.Create(d, ".a.tar.gz.n01.tok.partial", tc.mode, tc.level)
+			f, err := safefile.Create(d, ".a.tar.gz.n01.tok.partial", tc.mode, tc.level)
 			assert.NilError(t, err)
 			// Written in uneven chunks.
 			for rest := data; len(rest) > 0; {
@@ -301,7 +301,7 @@ func TestCreateWriteCommit(t *testing.T) {
 func TestWrittenGrows(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
-	f, err := archive.Create(d, ".a.partial", 0o640, 1)
+	f, err := safefile.Create(d, ".a.partial", 0o640, 1)
 	assert.NilError(t, err)
 	defer f.Abort()
 	assert.Check(t, is.Equal(f.Written(), int64(0)))
@@ -369,7 +369,7 @@ func TestCommitRefusesExisting(t *testing.T) {
 			root := t.TempDir()
 			d := openDir(t, root, root)
 			tc.plant(t, root, "a.tar.gz")
-			f, err := archive.Create(d, ".a.tar.gz.partial", 0o640, 1)
+			f, err := safefile.Create(d, ".a.tar.gz.partial", 0o640, 1)
 			assert.NilError(t, err)
 			_, err = f.Write([]byte("secret image bytes"))
 			assert.NilError(t, err)
@@ -386,10 +386,10 @@ func TestCommitRefusesBadName(t *testing.T) {
 		base := t.TempDir()
 		root := filepath.Join(base, "root")
 		d := openDir(t, base, root)
-		f, err := archive.Create(d, ".a.partial", 0o640, 1)
+		f, err := safefile.Create(d, ".a.partial", 0o640, 1)
 		assert.NilError(t, err)
 		_, err = f.Commit(name)
-		assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "%q: got %v", name, err)
+		assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "%q: got %v", name, err)
 		assert.Check(t, is.DeepEqual(names(t, root), []string{}), "%q", name)
 		assert.Check(t, is.DeepEqual(names(t, base), []string{"root"}), "%q", name)
 	}
@@ -398,7 +398,7 @@ func TestCommitRefusesBadName(t *testing.T) {
 func TestAbort(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
-	f, err := archive.Create(d, ".a.partial", 0o640, 1)
+	f, err := safefile.Create(d, ".a.partial", 0o640, 1)
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(names(t, root), []string{".a.partial"}))
 	_, err = f.Write(randomBytes(t, 1<<20))
@@ -414,7 +414,7 @@ func TestAbortLeavesFinalName(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
 	assert.NilError(t, os.WriteFile(filepath.Join(root, "a"), []byte("other"), 0o600))
-	f, err := archive.Create(d, ".a.partial", 0o640, 1)
+	f, err := safefile.Create(d, ".a.partial", 0o640, 1)
 	assert.NilError(t, err)
 	f.Abort()
 	assert.Check(t, is.DeepEqual(names(t, root), []string{"a"}))
@@ -424,8 +424,8 @@ func TestCreateRefusesBadTemp(t *testing.T) {
 	for _, temp := range []string{"a.partial", ".a", "a.tar.gz", "..partial", ".a/b.partial", "../.a.partial", "", ".a b.partial"} {
 		root := t.TempDir()
 		d := openDir(t, root, root)
-		f, err := archive.Create(d, temp, 0o640, 1)
-		assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "%q: got %v", temp, err)
+		f, err := safefile.Create(d, temp, 0o640, 1)
+		assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "%q: got %v", temp, err)
 		assert.Check(t, f == nil)
 		assert.Check(t, is.DeepEqual(names(t, root), []string{}), "%q", temp)
 	}
@@ -458,7 +458,7 @@ func TestCreateRefusesExistingTemp(t *testing.T) {
 			temp := filepath.Join(root, ".a.partial")
 			victim := tc.plant(t, temp)
 			before, _ := os.ReadFile(victim)
-			f, err := archive.Create(d, ".a.partial", 0o640, 1)
+			f, err := safefile.Create(d, ".a.partial", 0o640, 1)
 			assert.Check(t, errors.Is(err, syscall.EEXIST), "got %v", err)
 			assert.Check(t, f == nil)
 			after, _ := os.ReadFile(victim)
@@ -477,7 +477,7 @@ func TestCreateRefusesExistingTemp(t *testing.T) {
 func TestCreateRejectsBadLevel(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
-	_, err := archive.Create(d, ".a.partial", 0o640, 42)
+	_, err := safefile.Create(d, ".a.partial", 0o640, 42)
 	assert.Check(t, err != nil)
 	assert.Check(t, is.DeepEqual(names(t, root), []string{}))
 }
@@ -494,7 +494,7 @@ func TestWriteSidecar(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
 	want := sidecar{Archive: "a.tar.gz", SHA256: strings.Repeat("ab", 32), Size: 42, Note: "<&> \"quoted\" é"}
-	assert.NilError(t, archive.WriteSidecar(d, "a.json", 0o640, want))
+	assert.NilError(t, safefile.WriteSidecar(d, "a.json", 0o640, want))
 
 	assert.Check(t, is.DeepEqual(names(t, root), []string{"a.json"}))
 	b, err := os.ReadFile(filepath.Join(root, "a.json"))
@@ -523,7 +523,7 @@ func TestWriteSidecarRefusesExisting(t *testing.T) {
 			final := filepath.Join(root, "a.json")
 			tc.plant(t, final)
 			before, _ := os.Readlink(final)
-			err := archive.WriteSidecar(d, "a.json", 0o640, sidecar{Archive: "new"})
+			err := safefile.WriteSidecar(d, "a.json", 0o640, sidecar{Archive: "new"})
 			assert.Check(t, errors.Is(err, syscall.EEXIST), "got %v", err)
 			assert.Check(t, is.DeepEqual(names(t, root), []string{"a.json"}), "temporary file left behind")
 			after, _ := os.Readlink(final)
@@ -540,7 +540,7 @@ func TestWriteSidecarRefusesExisting(t *testing.T) {
 func TestWriteSidecarUnmarshalable(t *testing.T) {
 	root := t.TempDir()
 	d := openDir(t, root, root)
-	err := archive.WriteSidecar(d, "a.json", 0o640, map[string]any{"f": func() {}})
+	err := safefile.WriteSidecar(d, "a.json", 0o640, map[string]any{"f": func() {}})
 	assert.Check(t, err != nil)
 	assert.Check(t, is.DeepEqual(names(t, root), []string{}))
 }
@@ -552,7 +552,7 @@ func TestWriteSidecarRefusesPlantedTemp(t *testing.T) {
 	d := openDir(t, root, root)
 	victim := filepath.Join(t.TempDir(), "victim")
 	assert.NilError(t, os.Symlink(victim, filepath.Join(root, ".a.json.partial")))
-	err := archive.WriteSidecar(d, "a.json", 0o640, sidecar{})
+	err := safefile.WriteSidecar(d, "a.json", 0o640, sidecar{})
 	assert.Check(t, errors.Is(err, syscall.EEXIST), "got %v", err)
 	_, err = os.Lstat(victim)
 	assert.Check(t, errors.Is(err, os.ErrNotExist))
@@ -569,8 +569,8 @@ func TestWriteSidecarRefusesBadName(t *testing.T) {
 	assert.NilError(t, os.MkdirAll(filepath.Join(root, "sub"), 0o750))
 	d := openDir(t, root, root)
 	for _, name := range []string{"sub/x.json", ".hidden.json", ""} {
-		err := archive.WriteSidecar(d, name, 0o640, sidecar{})
-		assert.Check(t, errors.Is(err, archive.ErrUnsafePath), "%q: got %v", name, err)
+		err := safefile.WriteSidecar(d, name, 0o640, sidecar{})
+		assert.Check(t, errors.Is(err, safefile.ErrUnsafePath), "%q: got %v", name, err)
 	}
 	assert.Check(t, is.DeepEqual(names(t, filepath.Join(root, "sub")), []string{}))
 }
@@ -578,10 +578,10 @@ func TestWriteSidecarRefusesBadName(t *testing.T) {
 func TestRemove(t *testing.T) {
 	root := fs.NewDir(t, "root", fs.WithFile(".a.partial", "x"), fs.WithFile("keep", "y"))
 	d := openDir(t, root.Path(), root.Path())
-	assert.NilError(t, archive.Remove(d, ".a.partial"))
-	assert.NilError(t, archive.Remove(d, ".a.partial")) // already gone: fine
+	assert.NilError(t, safefile.Remove(d, ".a.partial"))
+	assert.NilError(t, safefile.Remove(d, ".a.partial")) // already gone: fine
 	for _, bad := range []string{"", ".", ".."} {
-		assert.Check(t, errors.Is(archive.Remove(d, bad), archive.ErrUnsafePath), "%q", bad)
+		assert.Check(t, errors.Is(safefile.Remove(d, bad), safefile.ErrUnsafePath), "%q", bad)
 	}
 	assert.Check(t, fs.Equal(root.Path(), fs.Expected(t, fs.WithMode(0o700), fs.WithFile("keep", "y", fs.MatchAnyFileMode))))
 }
@@ -593,7 +593,7 @@ func TestRemoveSymlink(t *testing.T) {
 	victim := filepath.Join(t.TempDir(), "victim")
 	assert.NilError(t, os.WriteFile(victim, []byte("v"), 0o600))
 	assert.NilError(t, os.Symlink(victim, filepath.Join(root, ".a.partial")))
-	assert.NilError(t, archive.Remove(d, ".a.partial"))
+	assert.NilError(t, safefile.Remove(d, ".a.partial"))
 	assert.Check(t, is.DeepEqual(names(t, root), []string{}))
 	_, err := os.Stat(victim)
 	assert.Check(t, err)

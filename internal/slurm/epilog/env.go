@@ -1,9 +1,9 @@
-// Package slurmhook is the Slurm epilog's side of freezing sessions when a
+// Package epilog is the Slurm epilog's side of freezing sessions when a
 // job ends: it reads the environment slurmd gives the epilog, asks the
 // node's agent to freeze the job's sessions (the agent's policy decides
 // which), waits for them within a time budget and reports to the system
 // log. It never fails: a failing epilog would drain the node.
-package slurmhook
+package epilog
 
 import (
 	"errors"
