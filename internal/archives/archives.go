@@ -21,15 +21,15 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-// Suffix is the file name ending of archives.
-const Suffix = ".tar.gz"
+// Suffix is the file name ending of archives (api.ArchiveSuffix).
+const Suffix = api.ArchiveSuffix
 
 // maxSidecar bounds how much of a .json file is read as a sidecar.
 const maxSidecar = 1 << 20
 
 // SidecarPath is where the sidecar of the archive at path is.
 func SidecarPath(path string) string {
-	return strings.TrimSuffix(path, Suffix) + ".json"
+	return api.SidecarName(path)
 }
 
 // ReadSidecar reads and checks the sidecar at path.

@@ -61,7 +61,7 @@ func List(ctx context.Context, dir string, keep Filter) ([]Entry, []string, erro
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), ".json") || strings.HasPrefix(d.Name(), ".") {
+		if !d.Type().IsRegular() || !strings.HasSuffix(d.Name(), api.SidecarSuffix) || strings.HasPrefix(d.Name(), ".") {
 			return nil
 		}
 		sc, err := ReadSidecar(path)

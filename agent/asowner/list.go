@@ -1,9 +1,10 @@
-package export
+package asowner
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/baicommit/baicommit/agent/messages"
 	"io/fs"
 	"os"
 
@@ -14,7 +15,7 @@ import (
 // sidecars below spec.Dir describe, one event each, newest first, then
 // done. It reads as that user, so it sees exactly what they may read; a
 // directory that does not exist yet (nothing frozen) is an empty list.
-func runList(ctx context.Context, spec Spec, emit func(Event)) error {
+func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(os.Getuid()))
 	if errors.Is(err, fs.ErrNotExist) {
 		entries, warnings, err = nil, nil, nil
@@ -23,15 +24,15 @@ func runList(ctx context.Context, spec Spec, emit func(Event)) error {
 		return fmt.Errorf("list archives: %w", err)
 	}
 	for _, w := range warnings {
-		emit(Event{Event: EventWarning, Message: w})
+		emit(messages.Event{Event: messages.EventWarning, Message: w})
 	}
 	for i := range entries {
 		if spec.Limit > 0 && i == spec.Limit {
-			emit(Event{Event: EventWarning, Message: fmt.Sprintf("only the newest %d of %d archives are listed", spec.Limit, len(entries))})
+			emit(messages.Event{Event: messages.EventWarning, Message: fmt.Sprintf("only the newest %d of %d archives are listed", spec.Limit, len(entries))})
 			break
 		}
-		emit(Event{Event: EventArchive, Archive: &entries[i]})
+		emit(messages.Event{Event: messages.EventArchive, Archive: &entries[i]})
 	}
-	emit(Event{Event: EventDone, Size: int64(len(entries))})
+	emit(messages.Event{Event: messages.EventDone, Size: int64(len(entries))})
 	return nil
 }

@@ -1,9 +1,10 @@
-package export
+package asowner
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/baicommit/baicommit/agent/messages"
 	"os"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // credentials of the user the helper runs as (their auth files, found
 // through the HOME the agent set), or the ones the request carried, and
 // then records the push in the sidecar.
-func runPush(ctx context.Context, spec Spec, emit func(Event)) error {
+func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	if spec.Push == nil {
 		return errors.New("push: no destination")
 	}
@@ -48,7 +49,7 @@ func runPush(ctx context.Context, spec Spec, emit func(Event)) error {
 		Insecure: p.TLSVerify != nil && !*p.TLSVerify,
 		Retries:  registry.DefaultRetries,
 		Progress: func(sent, total int64) {
-			emit(Event{Event: EventProgress, Read: sent, Size: total})
+			emit(messages.Event{Event: messages.EventProgress, Read: sent, Size: total})
 		},
 	}
 	res, err := registry.Push(ctx, opts)
@@ -57,8 +58,8 @@ func runPush(ctx context.Context, spec Spec, emit func(Event)) error {
 	}
 	rec := api.PushRecord{Ref: res.Ref, Digest: res.Digest, Pushed: time.Now().UTC()}
 	if err := archives.RecordPushAt(dir, spec.SidecarName, rec); err != nil {
-		emit(Event{Event: EventWarning, Message: "the image was pushed but the sidecar could not record it: " + err.Error()})
+		emit(messages.Event{Event: messages.EventWarning, Message: "the image was pushed but the sidecar could not record it: " + err.Error()})
 	}
-	emit(Event{Event: EventDone, Digest: res.Digest, Message: res.Ref})
+	emit(messages.Event{Event: messages.EventDone, Digest: res.Digest, Message: res.Ref})
 	return nil
 }

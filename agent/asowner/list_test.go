@@ -1,10 +1,11 @@
-package export
+package asowner
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/baicommit/baicommit/agent/messages"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,14 +98,14 @@ func TestRunList(t *testing.T) {
 			}
 			var got, warnings []string
 			done := 0
-			err := Run(context.Background(), Spec{Op: OpList, Dir: dir, Limit: tc.limit}, func(ev Event) {
+			err := Run(context.Background(), messages.Spec{Op: messages.OpList, Dir: dir, Limit: tc.limit}, func(ev messages.Event) {
 				switch ev.Event {
-				case EventArchive:
+				case messages.EventArchive:
 					assert.Check(t, is.Equal(ev.Archive.Path, filepath.Join(filepath.Dir(ev.Archive.SidecarFile), ev.Archive.Archive)))
 					got = append(got, ev.Archive.Archive)
-				case EventWarning:
+				case messages.EventWarning:
 					warnings = append(warnings, ev.Message)
-				case EventDone:
+				case messages.EventDone:
 					done++
 				}
 			})

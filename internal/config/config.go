@@ -1,4 +1,7 @@
-package policy
+// Package config reads baicommit's TOML files (agent.toml, manager.toml,
+// client.toml) strictly: unknown keys are errors, and every error names the
+// key or quotes the line.
+package config
 
 import (
 	"errors"
@@ -26,11 +29,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // MarshalText writes the duration as a Go duration string.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// LoadTOML decodes the TOML file at path over v, which holds the defaults.
+// Load decodes the TOML file at path over v, which holds the defaults.
 // Unknown keys are errors: a misspelt key must not silently fall back to a
 // default that writes somewhere unexpected. Errors name the key or quote
 // the line.
-func LoadTOML(path string, v any) error {
+func Load(path string, v any) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -1,4 +1,4 @@
-package userpodman
+package runas
 
 import (
 	"fmt"
@@ -6,9 +6,11 @@ import (
 	"syscall"
 
 	"go.podman.io/storage/pkg/idtools"
+
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
-// NamespaceAttr returns process attributes that start a process as u
+// Namespace returns process attributes that start a process as u
 // inside a new user namespace mapped the way u's rootless Podman maps its
 // own: 0 is u, 1… are u's subordinate ids from /etc/subuid and
 // /etc/subgid. In it the process can read every file of u's image store,
@@ -19,7 +21,7 @@ import (
 //
 // The agent (root) writes the mappings itself, so no setuid newuidmap and
 // no intermediate process are needed.
-func (u *User) NamespaceAttr() (*syscall.SysProcAttr, []string, error) {
+func Namespace(u *identity.User) (*syscall.SysProcAttr, []string, error) {
 	ids, err := idtools.NewIDMappings(u.Name, u.Name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("subordinate ids of %s: %w", u.Name, err)

@@ -1,4 +1,4 @@
-package userpodman
+package podman
 
 import (
 	"context"
@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
-	"golang.org/x/sys/unix"
+
+	"github.com/baicommit/baicommit/agent/runas"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
 // Connector hands out connections to users' Podman services.
@@ -47,29 +49,28 @@ func (c *Connector) privateSocket(uid int) string {
 	return filepath.Join(c.RunDir, strconv.Itoa(uid), "podman.sock")
 }
 
-// Connect returns a bindings context talking to u's Podman. Every
-// connection it makes checks that the server runs as u, so a socket path
-// the user pointed elsewhere cannot lead the agent into another user's
-// Podman.
-func (c *Connector) Connect(ctx context.Context, u *User) (context.Context, error) {
+// Connect returns u's Podman service. Every connection it makes checks
+// that the server runs as u, so a socket path the user pointed elsewhere
+// cannot lead the agent into another user's Podman.
+func (c *Connector) Connect(ctx context.Context, u *identity.User) (*Service, error) {
 	std := StandardSocket(u.UID)
-	conn, err := c.connect(ctx, u, std)
+	svc, err := c.connect(ctx, u, std)
 	if err == nil {
 		c.Log.Info("using the user's podman socket", "user", u.Name, "socket", std)
-		return conn, nil
+		return svc, nil
 	}
 	if errors.Is(err, errWrongServer) {
 		c.Log.Warn("refused a podman socket served by another user", "user", u.Name, "socket", std, "err", err)
 	}
 	sock := c.privateSocket(u.UID)
-	if conn, err := c.connect(ctx, u, sock); err == nil {
-		return conn, nil
+	if svc, err := c.connect(ctx, u, sock); err == nil {
+		return svc, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Another request may have started it while we waited for the lock.
-	if conn, err := c.connect(ctx, u, sock); err == nil {
-		return conn, nil
+	if svc, err := c.connect(ctx, u, sock); err == nil {
+		return svc, nil
 	}
 	if err := c.start(ctx, u, sock); err != nil {
 		return nil, err
@@ -77,14 +78,16 @@ func (c *Connector) Connect(ctx context.Context, u *User) (context.Context, erro
 	return c.connect(ctx, u, sock)
 }
 
-func (c *Connector) connect(ctx context.Context, u *User, sock string) (context.Context, error) {
+func (c *Connector) connect(ctx context.Context, u *identity.User, sock string) (*Service, error) {
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) { return dialAs(ctx, sock, u.UID) }
 	probe, err := dial(ctx, "", "")
 	if err != nil {
 		return nil, err
 	}
 	probe.Close()
-	conn, err := bindings.NewConnection(ctx, "unix://"+sock)
+	// The connection outlives the request that made it (a queued task
+	// uses it later); each call brings its own deadline (Service.call).
+	conn, err := bindings.NewConnection(context.WithoutCancel(ctx), "unix://"+sock)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, sock, err)
 	}
@@ -97,7 +100,7 @@ func (c *Connector) connect(ctx context.Context, u *User, sock string) (context.
 		t.DialContext = dial
 		t.CloseIdleConnections()
 	}
-	return conn, nil
+	return &Service{conn: conn, socket: sock}, nil
 }
 
 // dialAs connects to sock and checks that the listening process runs as
@@ -107,7 +110,7 @@ func dialAs(ctx context.Context, sock string, uid int) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, err := PeerCred(conn.(*net.UnixConn))
+	cred, err := identity.PeerCred(conn.(*net.UnixConn))
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -119,27 +122,9 @@ func dialAs(ctx context.Context, sock string, uid int) (net.Conn, error) {
 	return conn, nil
 }
 
-// PeerCred returns the credentials of the process at the other end of a
-// unix socket.
-func PeerCred(conn *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var serr error
-	err = raw.Control(func(fd uintptr) {
-		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if err == nil {
-		err = serr
-	}
-	return cred, err
-}
-
 // start runs `podman system service` as u on sock and waits until it
 // answers. The service exits by itself after ServiceIdle without requests.
-func (c *Connector) start(ctx context.Context, u *User, sock string) error {
+func (c *Connector) start(ctx context.Context, u *identity.User, sock string) error {
 	dir := filepath.Dir(sock)
 	if err := os.MkdirAll(c.RunDir, 0o755); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -168,13 +153,11 @@ func (c *Connector) start(ctx context.Context, u *User, sock string) error {
 	idle := int(c.ServiceIdle.Seconds())
 	cmd := exec.Command(c.Podman, "system", "service", "--time="+strconv.Itoa(idle), "unix://"+sock)
 	cmd.Dir = "/"
-	cmd.Env = u.Env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
-		// Its own session: signals meant for the agent do not stop a
-		// service that other freezes of this user may still be using.
-		Setsid: true,
-	}
+	cmd.Env = runas.Env(u)
+	cmd.SysProcAttr = runas.Credentials(u)
+	// Its own session: signals meant for the agent do not stop a service
+	// that other freezes of this user may still be using.
+	cmd.SysProcAttr.Setsid = true
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%w: start podman system service as %s: %v", ErrUnavailable, u.Name, err)

@@ -1,25 +1,52 @@
-// Package export is the part of a freeze that runs as the archive's owner.
+// Package messages is everything that crosses the boundary between the
+// root agent (package agent) and the helper it runs as a session's owner
+// (package asowner), as rootlesskit keeps pkg/messages between its parent
+// and child: the agent starts its own binary again as
 //
-// The agent (root) starts its own binary again with the owner's uid, gid
-// and groups and hands it a Spec on standard input; the helper enters the
-// owner's rootless user namespace, reads the committed image straight out
-// of the owner's containers-storage, streams it as a docker-archive through
-// a parallel gzip writer that hashes the bytes it writes, and moves the
-// result to its final name on the shared filesystem. It reports Events as
-// JSON lines on standard output. Running as the owner gives the archive the
-// right owner, works with NFS root_squash, and means no root write can be
-// redirected by a link the user planted.
-package export
+//	baicommit-agent as-owner OP
+//
+// with the owner's credentials (and, to read their image store, inside
+// their rootless user namespace), writes one Spec as JSON on the helper's
+// standard input, and reads Events, one JSON object per line, from its
+// standard output until it exits. Nothing else passes: no command-line
+// argument but OP, no environment but the owner's own.
+package messages
 
-import "github.com/baicommit/baicommit/api"
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+
+	"github.com/baicommit/baicommit/api"
+)
+
+// Command is the hidden sub-command of baicommit-agent that runs a helper.
+const Command = "as-owner"
 
 // Operations a helper can be asked for.
 const (
-	OpExport = "export" // write an archive and its sidecar
-	OpRemove = "remove" // remove leftovers of a task (temporary files)
-	OpPush   = "push"   // push a finished archive to a registry, record it in the sidecar
-	OpList   = "list"   // list the user's archives below Dir through their sidecars
+	// OpArchiveImage writes an archive of a committed image, and its
+	// sidecar, below the owner's save directory.
+	OpArchiveImage = "archive-image"
+	// OpRemove removes leftovers of a task (its temporary file).
+	OpRemove = "remove"
+	// OpPush pushes a finished archive to a registry and records the push
+	// in its sidecar.
+	OpPush = "push"
+	// OpList lists the owner's archives below Dir through their sidecars.
+	OpList = "list"
 )
+
+// Ops are all operations, for the helper's usage.
+var Ops = []string{OpArchiveImage, OpRemove, OpPush, OpList}
+
+// InNamespace reports whether op runs inside the owner's rootless user
+// namespace (to read their image store) rather than with their
+// credentials alone.
+func InNamespace(op string) bool { return op == OpArchiveImage }
+
+// MaxSpec bounds what a helper reads of its spec.
+const MaxSpec = 1 << 20
 
 // Spec is what the agent asks of one helper run.
 type Spec struct {
@@ -92,4 +119,32 @@ type Event struct {
 	// Archive is the entry of an EventArchive, one per line: a long list
 	// never has to fit in one line.
 	Archive *api.ArchiveEntry `json:"archive,omitempty"`
+}
+
+// Encoder returns an emit function writing events as JSON lines to w.
+func Encoder(w io.Writer) func(Event) {
+	enc := json.NewEncoder(w)
+	return func(e Event) { _ = enc.Encode(e) }
+}
+
+// MaxEvent bounds one event line; the helper runs as the user, who could
+// make it print anything.
+const MaxEvent = 1 << 20
+
+// Decode reads events from r, one per line, and passes each to f. Lines
+// that are not events are skipped; a line longer than MaxEvent ends the
+// reading with an error, after r is drained so the writer never blocks.
+func Decode(r io.Reader, f func(Event)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxEvent)
+	for sc.Scan() {
+		var ev Event
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			continue
+		}
+		f(ev)
+	}
+	err := sc.Err()
+	_, _ = io.Copy(io.Discard, r)
+	return err
 }

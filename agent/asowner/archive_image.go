@@ -1,16 +1,14 @@
-package export
+package asowner
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/internal/safefile"
 	"go.podman.io/image/v5/copy"
 	dockerarchive "go.podman.io/image/v5/docker/archive"
@@ -25,38 +23,11 @@ import (
 // progressEvery is how often a running export reports its byte counts.
 const progressEvery = 250 * time.Millisecond
 
-// Run performs spec and reports events through emit. It returns the error
-// that made it fail, after removing whatever it had written.
-func Run(ctx context.Context, spec Spec, emit func(Event)) error {
-	switch spec.Op {
-	case OpRemove:
-		return remove(spec)
-	case OpExport:
-		return runExport(ctx, spec, emit)
-	case OpPush:
-		return runPush(ctx, spec, emit)
-	case OpList:
-		return runList(ctx, spec, emit)
-	}
-	return fmt.Errorf("unknown operation %q", spec.Op)
-}
-
-func remove(spec Spec) error {
-	dir, err := safefile.OpenDir(spec.Root, spec.Dir, false)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	if !safefile.ValidTemp(spec.Temp) {
-		return fmt.Errorf("%w: %q is not a temporary name", safefile.ErrUnsafePath, spec.Temp)
-	}
-	return safefile.Remove(dir, spec.Temp)
-}
-
-func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
+// archiveImage writes the committed image spec.ImageID from the owner's
+// containers-storage as a docker-archive through a parallel gzip writer
+// that hashes what it writes, moves it to its final name and writes its
+// sidecar.
+func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
 		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
 	}
@@ -145,7 +116,7 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 			case <-stop:
 				return
 			case <-t.C:
-				emit(Event{Event: EventProgress, Read: read.Load(), Written: out.Written()})
+				emit(messages.Event{Event: messages.EventProgress, Read: read.Load(), Written: out.Written()})
 			}
 		}
 	}()
@@ -165,7 +136,7 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 		return fmt.Errorf("read image %s: %w", spec.ImageID, cerr)
 	}
 	if len(removed) > 0 {
-		emit(Event{Event: EventWarning, Message: fmt.Sprintf("removed %d environment variable(s) that look like secrets from the image: %v", len(removed), removed)})
+		emit(messages.Event{Event: messages.EventWarning, Message: fmt.Sprintf("removed %d environment variable(s) that look like secrets from the image: %v", len(removed), removed)})
 	}
 	res, err := out.Commit(spec.Name)
 	if err != nil {
@@ -175,9 +146,9 @@ func runExport(ctx context.Context, spec Spec, emit func(Event)) error {
 	sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
 	if err := safefile.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
 		// The archive is complete and useful without its sidecar; say so.
-		emit(Event{Event: EventWarning, Message: "the archive is complete but its sidecar could not be written: " + err.Error()})
+		emit(messages.Event{Event: messages.EventWarning, Message: "the archive is complete but its sidecar could not be written: " + err.Error()})
 	}
-	emit(Event{Event: EventDone, Read: read.Load(), Written: res.Size, SHA256: res.SHA256, Size: res.Size})
+	emit(messages.Event{Event: messages.EventDone, Read: read.Load(), Written: res.Size, SHA256: res.SHA256, Size: res.Size})
 	return nil
 }
 
@@ -190,15 +161,4 @@ func (c countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
-}
-
-// NoSpace reports whether err comes from a full filesystem or quota.
-func NoSpace(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
-}
-
-// Encoder returns an emit function writing events as JSON lines to w.
-func Encoder(w io.Writer) func(Event) {
-	enc := json.NewEncoder(w)
-	return func(e Event) { _ = enc.Encode(e) }
 }
