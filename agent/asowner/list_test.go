@@ -2,33 +2,25 @@ package asowner
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"github.com/baicommit/baicommit/agent/messages"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/baicommit/baicommit/agent/messages"
+
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/archivetest"
 )
 
 // freezeFile writes an archive and its sidecar as a freeze would.
 func freezeFile(t *testing.T, dir, name string, uid int, created time.Time) string {
 	t.Helper()
-	assert.NilError(t, os.MkdirAll(dir, 0o755))
-	path := filepath.Join(dir, name+".tar.gz")
-	assert.NilError(t, os.WriteFile(path, []byte(name), 0o640))
-	sum := sha256.Sum256([]byte(name))
-	b, err := json.Marshal(api.Sidecar{Archive: name + ".tar.gz", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(name)), UID: uid, Created: created})
-	assert.NilError(t, err)
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o640))
-	return path
+	return archivetest.Write(t, dir, name, []byte(name), api.Sidecar{UID: uid, Created: created})
 }
 
 func TestRunList(t *testing.T) {

@@ -2,8 +2,6 @@ package archives
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/archivetest"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -26,16 +25,8 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // writeArchive writes an archive with content and a matching sidecar.
 func writeArchive(t *testing.T, dir, name, content string, created time.Time, uid int) string {
 	t.Helper()
-	path := filepath.Join(dir, name+Suffix)
-	assert.NilError(t, os.MkdirAll(dir, 0o755))
-	assert.NilError(t, os.WriteFile(path, []byte(content), 0o640))
-	sum := sha256.Sum256([]byte(content))
-	sc := api.Sidecar{Archive: name + Suffix, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content)),
-		Image: "localhost/x/" + name + ":v1", SourceContainer: name, UID: uid, Created: created}
-	b, err := json.Marshal(sc)
-	assert.NilError(t, err)
-	assert.NilError(t, os.WriteFile(SidecarPath(path), b, 0o640))
-	return path
+	return archivetest.Write(t, dir, name, []byte(content), api.Sidecar{
+		Image: "localhost/x/" + name + ":v1", SourceContainer: name, UID: uid, Created: created})
 }
 
 func TestVerify(t *testing.T) {

@@ -1,12 +1,8 @@
 package restore
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/archivetest"
 )
 
 // fakePodman records what a restore asks of Podman.
@@ -66,16 +63,7 @@ func (f *fakePodman) Pull(_ context.Context, ref string, opts PullOptions) error
 // writeArchive writes a gzip archive of payload with its sidecar.
 func writeArchive(t *testing.T, payload string) string {
 	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	_, _ = zw.Write([]byte(payload))
-	assert.NilError(t, zw.Close())
-	path := filepath.Join(t.TempDir(), "box.tar.gz")
-	assert.NilError(t, os.WriteFile(path, buf.Bytes(), 0o640))
-	sum := sha256.Sum256(buf.Bytes())
-	b, _ := json.Marshal(api.Sidecar{Archive: "box.tar.gz", SHA256: hex.EncodeToString(sum[:]), Size: int64(buf.Len()), Image: "localhost/alice/box:v1"})
-	assert.NilError(t, os.WriteFile(archives.SidecarPath(path), b, 0o640))
-	return path
+	return archivetest.Write(t, t.TempDir(), "box", archivetest.Gzip(t, []byte(payload)), api.Sidecar{Image: "localhost/alice/box:v1"})
 }
 
 func TestArchive(t *testing.T) {
