@@ -1,4 +1,4 @@
-// Package archive writes frozen images onto the shared filesystem safely.
+// Package safefile writes frozen images onto the shared filesystem safely.
 //
 // It runs inside a helper process that already has the identity of the
 // archive's owner, so ordinary permission checks (and NFS root_squash)
