@@ -1,17 +1,33 @@
-# baicommit: make build | test | demo | bench | install | clean
+# baicommit: make build | vet | unit | e2e | test | demo | bench | install | clean
+#
+# This file is the one place that says how baicommit is built: the build tags
+# and the version below are read by scripts/*.sh (`make -s print-VAR`) and by
+# the end-to-end tests (which run `make build` when given no binaries).
 SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 
 GO ?= go
-# Build tags of the agent: Podman's Go bindings and containers/image without C libraries
-# (gpgme, btrfs, devicemapper), and libmunge for MUNGE credentials without a process per
-# request. Exported so scripts/test.sh uses the same list.
-AGENT_TAGS ?= remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge
-export AGENT_TAGS
+# Podman's Go bindings and containers/image without C libraries (gpgme,
+# btrfs, devicemapper): what the agent needs to reach Podman and read a
+# user's image store.
+PODMAN_TAGS := remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+# The agent also calls libmunge for MUNGE credentials instead of a munge
+# process per request.
+AGENT_TAGS ?= $(PODMAN_TAGS) libmunge
+MANAGER_TAGS ?= libmunge
 # The CLI pushes with containers/image and stays a static CGO_ENABLED=0
 # binary: signatures through pure-Go OpenPGP instead of gpgme.
 CLI_TAGS ?= containers_image_openpgp
-export CLI_TAGS
+# Every package (vet, unit and end-to-end tests) builds with the agent's.
+TEST_TAGS ?= $(AGENT_TAGS)
+
+# The version all four binaries print (--version) and the daemons report
+# in /v1/version.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/baicommit/baicommit/internal/version.Version=$(VERSION)
+
+# Where `make build` puts the binaries.
+BIN ?= bin
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -20,17 +36,29 @@ UNITDIR := $(DESTDIR)/etc/systemd/system
 TMPFILESDIR := $(DESTDIR)/etc/tmpfiles.d
 CONFDIR := $(DESTDIR)/etc/baicommit
 
-.PHONY: all build test demo bench bench-freeze bench-manager bench-web install verify-units clean
+.PHONY: all build vet unit e2e test demo bench bench-freeze bench-manager bench-web install verify-units clean
 
 all: build
 
-# go build decides what is stale, so both binaries are always handed to it.
+# go build decides what is stale, so every binary is always handed to it.
 build:
-	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -tags '$(CLI_TAGS)' -o bin/baicommit ./cmd/baicommit
-	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -o bin/baicommit-agent ./cmd/baicommit-agent
-	CGO_ENABLED=1 $(GO) build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
-	CGO_ENABLED=0 $(GO) build -o bin/baicommit-epilog ./cmd/baicommit-epilog
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -tags '$(CLI_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit ./cmd/baicommit
+	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-agent ./cmd/baicommit-agent
+	CGO_ENABLED=1 $(GO) build -tags '$(MANAGER_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-manager ./cmd/baicommit-manager
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-epilog ./cmd/baicommit-epilog
+
+vet:
+	$(GO) vet -tags '$(TEST_TAGS)' ./...
+
+# Unit tests: every package but the end-to-end tests (no root, no Podman needed,
+# except where a test says so).
+unit:
+	$(GO) test -count=1 -tags '$(TEST_TAGS)' $$($(GO) list -tags '$(TEST_TAGS)' ./... | grep -v '/test/e2e')
+
+# End-to-end tests against the real components (root; scripts/setup.sh).
+e2e: build
+	BAICOMMIT_BIN_DIR=$(abspath $(BIN)) $(GO) test -count=1 -tags '$(TEST_TAGS)' -v -timeout 25m ./test/e2e/
 
 test:
 	bash scripts/test.sh
@@ -49,12 +77,16 @@ bench-manager:
 # What authenticating one request costs the manager: the web page's signed cookie against
 # a MUNGE credential (needs munged: scripts/setup.sh cluster).
 bench-web:
-	CGO_ENABLED=1 $(GO) test -tags libmunge -run '^$$' -bench Authentication -benchmem -count 5 ./manager/
+	CGO_ENABLED=1 $(GO) test -tags '$(MANAGER_TAGS)' -run '^$$' -bench Authentication -benchmem -count 5 ./manager/
+
+# `make -s print-AGENT_TAGS` prints a variable, for scripts.
+print-%:
+	@echo '$($*)'
 
 install: build
 	install -d $(BINDIR) $(UNITDIR) $(TMPFILESDIR) $(CONFDIR)
-	install -m 0755 bin/baicommit bin/baicommit-agent bin/baicommit-manager $(BINDIR)/
-	install -m 0755 bin/baicommit-epilog contrib/slurm/baicommit-run $(BINDIR)/
+	install -m 0755 $(BIN)/baicommit $(BIN)/baicommit-agent $(BIN)/baicommit-manager $(BINDIR)/
+	install -m 0755 $(BIN)/baicommit-epilog contrib/slurm/baicommit-run $(BINDIR)/
 	install -d $(DESTDIR)$(PREFIX)/share/baicommit
 	install -m 0644 contrib/slurm/baicommit-on-signal.sh $(DESTDIR)$(PREFIX)/share/baicommit/
 	install -m 0644 systemd/baicommit-agent.socket systemd/baicommit-agent-tcp.socket \

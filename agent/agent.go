@@ -13,40 +13,25 @@ import (
 	"sync"
 	"time"
 
+	"github.com/baicommit/baicommit/agent/podman"
 	"github.com/baicommit/baicommit/agent/taskstore"
-	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
-// Version is the agent's version, reported by the version route.
-const Version = "0.1.0"
-
 // Caller is who sent a request, as the transport proved it.
-type Caller struct {
-	UID  int
-	User *userpodman.User // nil if the uid has no account
-	// Manager says the request came through baicommit-manager, which
-	// proved UID to itself and signed the request with MUNGE.
-	Manager bool
-}
-
-func (c Caller) name() string {
-	if c.User != nil {
-		return c.User.Name
-	}
-	return strconv.Itoa(c.UID)
-}
+type Caller = identity.Caller
 
 // Agent freezes containers on this node.
 type Agent struct {
-	cfg    Config
-	store  *taskstore.Store
-	podman *userpodman.Connector
+	cfg      Config
+	store    *taskstore.Store
+	podman   Podmans
+	helpers  Helpers
+	accounts identity.Accounts
 	// manager checks requests relayed by baicommit-manager.
 	manager *managerAuth
 	log     *slog.Logger
-	// helper is this binary, re-run as the owner for exports.
-	helper string
 	// Activity counts requests and tasks in flight, for the idle exit.
 	Activity *Activity
 
@@ -62,11 +47,41 @@ type Agent struct {
 	busy map[string]string            // container id → running task id
 }
 
+// Deps are what the agent reaches outside itself. The zero value of each
+// field means the real thing; tests put fakes there.
+type Deps struct {
+	// Podman reaches users' Podman services (default: package podman).
+	Podman Podmans
+	// Helpers runs the owner-side helper (default: Binary, re-run as the
+	// owner with `as-owner OP`).
+	Helpers Helpers
+	// Binary is the baicommit-agent binary (normally os.Executable()).
+	Binary string
+	// Accounts finds users (default: the system's).
+	Accounts identity.Accounts
+}
+
 // New opens the task store, fails what an earlier agent left running and
-// returns an agent ready to serve. helper is the path of the
-// baicommit-agent binary (normally os.Executable()).
-func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
-	manager, err := newManagerAuth(cfg)
+// returns an agent ready to serve.
+func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
+	if deps.Accounts == nil {
+		deps.Accounts = identity.System{}
+	}
+	if deps.Podman == nil {
+		deps.Podman = connector{&podman.Connector{
+			RunDir:      cfg.RunDir,
+			ServiceIdle: cfg.TransientServiceIdle.Duration,
+			Podman:      cfg.Podman,
+			Log:         log,
+		}}
+	}
+	if deps.Helpers == nil {
+		if deps.Binary == "" {
+			return nil, errors.New("agent: no helper binary")
+		}
+		deps.Helpers = ownerHelper{bin: deps.Binary, log: log}
+	}
+	manager, err := newManagerAuth(cfg, deps.Accounts)
 	if err != nil {
 		return nil, err
 	}
@@ -76,17 +91,13 @@ func New(cfg Config, helper string, log *slog.Logger) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg:   cfg,
-		store: store,
-		podman: &userpodman.Connector{
-			RunDir:      cfg.RunDir,
-			ServiceIdle: cfg.TransientServiceIdle.Duration,
-			Podman:      cfg.Podman,
-			Log:         log,
-		},
+		cfg:      cfg,
+		store:    store,
+		podman:   deps.Podman,
+		helpers:  deps.Helpers,
+		accounts: deps.Accounts,
 		manager:  manager,
 		log:      log,
-		helper:   helper,
 		Activity: NewActivity(),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -119,7 +130,7 @@ func (a *Agent) recover() error {
 	}
 	for _, r := range stale {
 		if r.Temp != "" {
-			if u, err := userpodman.Lookup(strconv.Itoa(r.OwnerUID)); err == nil {
+			if u, err := a.accounts.Lookup(strconv.Itoa(r.OwnerUID)); err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				if err := a.removeTemp(ctx, u, r); err != nil {
 					a.log.Warn("could not remove a temporary archive", "task", r.ID, "dir", r.Dir, "err", err)
@@ -233,11 +244,7 @@ func (a *Agent) Tasks(c Caller) ([]api.Task, error) {
 }
 
 func (a *Agent) maySee(c Caller, t *api.Task) bool {
-	return c.UID == 0 || c.UID == t.OwnerUID || c.UID == t.Requester || a.isAdmin(c)
-}
-
-func (a *Agent) isAdmin(c Caller) bool {
-	return c.User != nil && a.cfg.IsAdmin(c.User.Name, c.User.GroupNames)
+	return c.UID == t.OwnerUID || c.UID == t.Requester || c.Admin
 }
 
 // Running is the number of tasks in progress.
@@ -249,7 +256,7 @@ func (a *Agent) Running() int {
 
 // owner resolves whose Podman a request addresses and checks the caller
 // may act on it.
-func (a *Agent) owner(c Caller, name string) (*userpodman.User, error) {
+func (a *Agent) owner(c Caller, name string) (*identity.User, error) {
 	if name == "" {
 		if c.User == nil {
 			return nil, userErr(KindInvalid, "uid %d has no account on node %s", c.UID, a.cfg.NodeName)
@@ -259,20 +266,20 @@ func (a *Agent) owner(c Caller, name string) (*userpodman.User, error) {
 		}
 		return c.User, nil
 	}
-	u, err := userpodman.Lookup(name)
+	u, err := a.accounts.Lookup(name)
 	if err != nil {
 		return nil, userErr(KindNotFound, "no user %q on node %s", name, a.cfg.NodeName)
 	}
 	if u.UID == 0 {
 		return nil, userErr(KindInvalid, "baicommit freezes rootless sessions; root's containers are not supported")
 	}
-	if u.UID != c.UID && c.UID != 0 && !a.isAdmin(c) {
+	if !c.MayActFor(u.Name) {
 		return nil, userErr(KindForbidden, "the sessions of %s are not yours: only %s, root or a baicommit admin may freeze or list them", u.Name, u.Name)
 	}
 	return u, nil
 }
 
-func (a *Agent) connect(ctx context.Context, u *userpodman.User) (context.Context, error) {
+func (a *Agent) connect(ctx context.Context, u *identity.User) (Podman, error) {
 	conn, err := a.podman.Connect(ctx, u)
 	if err != nil {
 		return nil, &Error{Kind: KindUnavailable, Err: err,

@@ -17,6 +17,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/fs"
 
+	"github.com/baicommit/baicommit/internal/identity"
 	"github.com/baicommit/baicommit/policy"
 )
 
@@ -53,8 +54,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Check(t, is.Equal(cfg.CompressionLevel, 1))
 	assert.Check(t, !cfg.KeepImage)
 	assert.Check(t, is.DeepEqual(cfg.ScrubEnv, builtinScrubEnv))
-	assert.Check(t, is.Len(cfg.Admins, 0))
-	assert.Check(t, is.Len(cfg.AdminGroups, 0))
+	assert.Check(t, is.Len(cfg.Admins.Users, 0))
+	assert.Check(t, is.Len(cfg.Admins.Groups, 0))
 }
 
 func TestLoadConfigNoFile(t *testing.T) {
@@ -108,9 +109,9 @@ admin_groups = ["hpcadmin"]
 	assert.Check(t, cfg.KeepImage)
 	assert.Check(t, is.Equal(cfg.CompressionLevel, 6))
 	assert.Check(t, is.DeepEqual(cfg.ScrubEnv, []string{"*TOKEN*", "HF_*"}))
-	assert.Check(t, cfg.IsAdmin("carol", nil))
-	assert.Check(t, cfg.IsAdmin("dave", []string{"hpcadmin"}))
-	assert.Check(t, !cfg.IsAdmin("dave", []string{"users"}))
+	assert.Check(t, cfg.Admin(&identity.User{UID: 1002, Name: "carol"}))
+	assert.Check(t, cfg.Admin(&identity.User{UID: 1003, Name: "dave", GroupNames: []string{"hpcadmin"}}))
+	assert.Check(t, !cfg.Admin(&identity.User{UID: 1003, Name: "dave", GroupNames: []string{"users"}}))
 }
 
 func TestLoadConfigSaveRoots(t *testing.T) {
@@ -378,5 +379,5 @@ func TestTaskID(t *testing.T) {
 }
 
 func TestCallerName(t *testing.T) {
-	assert.Check(t, is.Equal(Caller{UID: 1234}.name(), "1234"))
+	assert.Check(t, is.Equal(Caller{UID: 1234}.Name(), "1234"))
 }

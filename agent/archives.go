@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
 	"github.com/baicommit/baicommit/policy"
 )
 
@@ -49,17 +49,17 @@ func (a *Agent) Archives(ctx context.Context, c Caller, savePath string) (*api.A
 
 	out := &api.ArchiveList{Dir: dir, Archives: []api.ArchiveEntry{}}
 	size, full, done := 0, false, false
-	spec := export.Spec{Op: export.OpList, Root: root, Dir: dir, Limit: maxListed}
-	err = a.runHelper(helperCtx, u, spec, func(ev export.Event) {
+	spec := messages.Spec{Op: messages.OpList, Root: root, Dir: dir, Limit: maxListed}
+	err = a.helpers.Run(helperCtx, u, spec, func(ev messages.Event) {
 		switch {
 		case full:
-		case ev.Event == export.EventDone:
+		case ev.Event == messages.EventDone:
 			done = true
-		case ev.Event == export.EventWarning:
+		case ev.Event == messages.EventWarning:
 			if len(out.Warnings) < maxListWarnings {
 				out.Warnings = append(out.Warnings, clip(ev.Message, maxWarningLen))
 			}
-		case ev.Event == export.EventArchive && ev.Archive != nil:
+		case ev.Event == messages.EventArchive && ev.Archive != nil:
 			e := ev.Archive
 			// What the helper claims is checked, not believed.
 			if e.UID != u.UID || !below(e.Path, dir) || !below(e.SidecarFile, dir) {

@@ -6,17 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/baicommit/baicommit/agent/export"
-	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
 // The archives listed are below the caller's save directory: the agent's
@@ -24,9 +22,9 @@ import (
 // manager (or root), and always below the agent's save_roots, by the same
 // checks a freeze's destination passes.
 func TestArchiveDir(t *testing.T) {
-	alice := &userpodman.User{UID: 1000, GID: 1000, Name: "alice"}
+	alice := &identity.User{UID: 1000, GID: 1000, Name: "alice"}
 	local := Caller{UID: 1000, User: alice}
-	viaManager := Caller{UID: 1000, User: alice, Manager: true}
+	viaManager := Caller{UID: 1000, User: alice, Relayed: true}
 	for _, tc := range []struct {
 		name      string
 		savePath  string // the agent's
@@ -46,9 +44,9 @@ func TestArchiveDir(t *testing.T) {
 		{name: "manager: not clean", savePath: "/srv/bc/{user}", c: viaManager, template: "/srv/bc/../etc/{user}", status: 400, contains: "clean absolute path"},
 		{name: "manager: relative", savePath: "/srv/bc/{user}", c: viaManager, template: "srv/{user}", status: 400, contains: "clean absolute path"},
 		{name: "local: no save_path of their own", savePath: "/srv/bc/{user}", c: local, template: "/srv/bc/x/{user}", status: 403, contains: "set by the site"},
-		{name: "root", savePath: "/srv/bc/{user}", c: Caller{UID: 0, User: &userpodman.User{Name: "root"}}, status: 400, contains: "root has no archives"},
+		{name: "root", savePath: "/srv/bc/{user}", c: Caller{UID: 0, User: &identity.User{Name: "root"}}, status: 400, contains: "root has no archives"},
 		{name: "no account", savePath: "/srv/bc/{user}", c: Caller{UID: 4242}, status: 403, contains: "uid 4242 has no account on node n1"},
-		{name: "a name unfit for a path", savePath: "/srv/bc/{user}", c: Caller{UID: 1000, User: &userpodman.User{UID: 1000, Name: "a b"}}, status: 400, contains: "cannot be used in a save path"},
+		{name: "a name unfit for a path", savePath: "/srv/bc/{user}", c: Caller{UID: 1000, User: &identity.User{UID: 1000, Name: "a b"}}, status: 400, contains: "cannot be used in a save path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
@@ -86,27 +84,28 @@ func TestBelow(t *testing.T) {
 	}
 }
 
-// fakeListHelper is a helper that ignores its spec and prints lines, as a
+// replayHelper is a helper that ignores its spec and reports lines, as a
 // helper the user tampered with could.
-func fakeListHelper(t *testing.T, lines []string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("runs a helper as another uid: needs root")
-	}
-	dir, err := os.MkdirTemp("", "baicommit-helper-")
-	assert.NilError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	assert.NilError(t, os.Chmod(dir, 0o755))
-	out := filepath.Join(dir, "events")
-	assert.NilError(t, os.WriteFile(out, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
-	helper := filepath.Join(dir, "helper")
-	assert.NilError(t, os.WriteFile(helper, []byte("#!/bin/sh\ncat >/dev/null\ncat "+out+"\n"), 0o755))
-	return helper
+func replayHelper(lines []string) Helpers {
+	return &fakeHelpers{run: func(_ *identity.User, _ messages.Spec, emit func(messages.Event)) error {
+		var failed error
+		err := messages.Decode(strings.NewReader(strings.Join(lines, "\n")+"\n"), func(ev messages.Event) {
+			if ev.Event == messages.EventError {
+				failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied}
+				return
+			}
+			emit(ev)
+		})
+		if failed != nil {
+			return failed
+		}
+		return err
+	}}
 }
 
 func entryLine(t *testing.T, path string, uid int) string {
 	t.Helper()
-	b, err := json.Marshal(export.Event{Event: export.EventArchive, Archive: &api.ArchiveEntry{
+	b, err := json.Marshal(messages.Event{Event: messages.EventArchive, Archive: &api.ArchiveEntry{
 		Path: path, SidecarFile: strings.TrimSuffix(path, ".tar.gz") + ".json", Sidecar: api.Sidecar{UID: uid}}})
 	assert.NilError(t, err)
 	return string(b)
@@ -148,8 +147,8 @@ func TestArchivesTrustsTheHelperLittle(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.NodeName, cfg.SavePath = "n1", "/srv/bc/{user}"
 			assert.NilError(t, cfg.Validate())
-			a := &Agent{cfg: cfg, helper: fakeListHelper(t, tc.lines), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-			c := Caller{UID: uid, User: &userpodman.User{UID: uid, GID: uid, Name: "alice", Home: "/"}}
+			a := &Agent{cfg: cfg, helpers: replayHelper(tc.lines), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			c := Caller{UID: uid, User: &identity.User{UID: uid, GID: uid, Name: "alice", Home: "/"}}
 			list, err := a.Archives(context.Background(), c, "")
 			if tc.err != "" {
 				assert.Check(t, is.ErrorContains(err, tc.err))

@@ -1,6 +1,10 @@
-// Package agent is the node daemon: it authorizes freeze requests, records
-// them as tasks, drives the owner's Podman through the commit and runs the
-// export helper as the owner. Its HTTP API is served by Server.
+// Package agent is the root side of the node daemon, baicommit-agent: it
+// learns who calls (package identity), authorizes freeze requests, records
+// them as tasks (package taskstore), schedules them, drives the owner's
+// Podman (through the Podman interface, package podman behind it) and runs
+// the owner-side helper (package asowner, through package messages) for
+// everything that touches the owner's files. It never reads or writes a
+// user's file itself. Its HTTP API is served by NewServer.
 package agent
 
 import (
@@ -9,12 +13,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/config"
+	"github.com/baicommit/baicommit/internal/identity"
 	"github.com/baicommit/baicommit/policy"
 )
 
 // Config is the agent's TOML configuration (see agent.toml.example).
 type Config struct {
 	policy.Policy
+	// Admins may freeze and list anyone's sessions (keys admins and
+	// admin_groups).
+	identity.Admins
 	// NodeName names this node in task ids, file names and provenance.
 	NodeName string `toml:"node_name"`
 	// StateDir holds the task database.
@@ -42,7 +51,7 @@ type Config struct {
 }
 
 // Duration is a time.Duration written as "60s" in TOML.
-type Duration = policy.Duration
+type Duration = config.Duration
 
 // DefaultConfig returns the configuration used for keys a file leaves out.
 func DefaultConfig() Config {
@@ -66,7 +75,7 @@ func DefaultConfig() Config {
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
 	if path != "" {
-		if err := policy.LoadTOML(path, &cfg); err != nil {
+		if err := config.Load(path, &cfg); err != nil {
 			return cfg, err
 		}
 	}

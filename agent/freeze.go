@@ -9,17 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/export"
-	"github.com/baicommit/baicommit/agent/taskstore"
-	"github.com/baicommit/baicommit/agent/userpodman"
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/policy"
-	"github.com/containers/podman/v5/libpod/define"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
-	"github.com/containers/podman/v5/pkg/bindings/images"
-	"github.com/containers/podman/v5/pkg/bindings/system"
-	"github.com/containers/podman/v5/pkg/errorhandling"
 	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/agent/podman"
+	"github.com/baicommit/baicommit/agent/taskstore"
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/policy"
 )
 
 // Provenance labels put on every frozen image.
@@ -42,7 +39,7 @@ func (a *Agent) placement(c Caller, savePath string) (*policy.Policy, error) {
 	if savePath == "" {
 		return &p, nil
 	}
-	if !c.Manager && c.UID != 0 {
+	if !c.Relayed && c.UID != 0 {
 		return nil, userErr(KindForbidden, "save_path is set by the site (the manager or the agent's configuration), not per request")
 	}
 	if !filepath.IsAbs(savePath) || filepath.Clean(savePath) != savePath {
@@ -77,25 +74,22 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	if err != nil {
 		return nil, err
 	}
-	ctr, err := containers.Inspect(conn, req.Container, nil)
+	ctr, err := conn.Inspect(ctx, req.Container)
 	if err != nil {
-		if podmanStatus(err) == 404 {
+		if errors.Is(err, podman.ErrNoSuchContainer) {
 			return nil, userErr(KindNotFound, "no container %q in the Podman of %s on node %s (run `baicommit sessions` to list yours)", req.Container, u.Name, a.cfg.NodeName)
 		}
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: fmt.Sprintf("inspect container %q: %v", req.Container, err)}
 	}
-	if req.Job == "" && ctr.Config != nil && api.ValidJobID(ctr.Config.Labels[api.LabelJob]) {
+	if req.Job == "" && api.ValidJobID(ctr.Labels[api.LabelJob]) {
 		// The session said which Slurm job it belongs to.
-		req.Job = ctr.Config.Labels[api.LabelJob]
+		req.Job = ctr.Labels[api.LabelJob]
 	}
-	name := strings.TrimPrefix(ctr.Name, "/")
+	name := ctr.Name
 	if !policy.Safe(name) {
 		name = ctr.ID[:min(len(ctr.ID), 12)]
 	}
-	state := ""
-	if ctr.State != nil {
-		state = ctr.State.Status
-	}
+	state := ctr.State
 	now := time.Now().UTC()
 	image, err := imageName(req.Image, name, now)
 	if err != nil {
@@ -133,7 +127,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		// freezes never meet under one temporary name.
 		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
 	}
-	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, strings.TrimSuffix(file, ".tar.gz")+".json")}
+	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
 	o.apply(rec, ctr)
 
 	a.mu.Lock()
@@ -152,7 +146,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	cp := clone(rec).Task
 	a.mu.Unlock()
 
-	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.name(), "archive", rec.Archive.Path)
+	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.Name(), "archive", rec.Archive.Path)
 	a.Activity.Begin()
 	a.wg.Add(1)
 	go func() {
@@ -187,14 +181,6 @@ func imageName(want, container string, now time.Time) (string, error) {
 	return reference.TagNameOnly(named).String(), nil
 }
 
-func podmanStatus(err error) int {
-	var em *errorhandling.ErrorModel
-	if errors.As(err, &em) {
-		return em.ResponseCode
-	}
-	return 0
-}
-
 // update applies f to the live record and persists it.
 func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
 	a.mu.Lock()
@@ -208,7 +194,7 @@ func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
 
 // run carries a task to its end, once one of the node's freeze slots is
 // free (until then it stays queued).
-func (a *Agent) run(r *taskstore.Record, u *userpodman.User, state string, push *api.PushRequest) {
+func (a *Agent) run(r *taskstore.Record, u *identity.User, state string, push *api.PushRequest) {
 	select {
 	case a.slots <- struct{}{}:
 	case <-a.ctx.Done():
@@ -273,35 +259,35 @@ func (a *Agent) explain(err error, r *taskstore.Record) string {
 	return err.Error()
 }
 
-func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.User, state string) error {
+func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.User, state string) error {
 	// Connect again rather than reuse the request's connection: a queued
 	// task may start after the transient service it saw has gone idle.
 	conn, err := a.connect(ctx, u)
 	if err != nil {
 		return err
 	}
-	if state, err = a.stopFirst(conn, r, state); err != nil {
+	if state, err = a.stopFirst(ctx, conn, r, state); err != nil {
 		return err
 	}
 	// Podman's info endpoint takes a third of a second; it runs while the
 	// commit does.
-	type infoResult struct {
-		info *define.Info
-		err  error
+	type storeResult struct {
+		store podman.Store
+		err   error
 	}
-	infoc := make(chan infoResult, 1)
+	storec := make(chan storeResult, 1)
 	go func() {
-		info, err := system.Info(conn, nil)
-		infoc <- infoResult{info, err}
+		st, err := conn.Store(ctx)
+		storec <- storeResult{st, err}
 	}()
 
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseCommitting })
 	t0 := time.Now()
-	imageID, warn, err := a.commit(conn, r, state)
+	imageID, warn, err := a.commit(ctx, conn, r, state)
 	if err != nil {
 		return err
 	}
-	defer a.dropImage(conn, r.ID, r.Image, imageID)
+	defer a.dropImage(ctx, conn, r.ID, r.Image, imageID)
 	a.update(r, func(r *taskstore.Record) {
 		// Recorded so that an agent restarted mid-export can remove it.
 		r.ImageID = imageID
@@ -310,25 +296,24 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 			r.Warnings = append(r.Warnings, warn)
 		}
 	})
-	if img, err := images.GetImage(conn, imageID, nil); err == nil {
+	if size, err := conn.ImageSize(ctx, imageID); err == nil {
 		// The docker-archive stream is about the image's size plus tar
 		// headers: a good enough total for a progress bar.
-		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = img.Size })
+		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = size })
 	}
 
-	ir := <-infoc
-	if ir.err != nil {
-		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, ir.err)
+	sr := <-storec
+	if sr.err != nil {
+		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, sr.err)
 	}
-	info := ir.info
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
 	t1 := time.Now()
 	mode, _ := a.cfg.Mode()
 	file, sidecar := filepath.Base(r.Archive.Path), filepath.Base(r.Archive.Sidecar)
-	spec := export.Spec{
-		Op: export.OpExport, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
+	spec := messages.Spec{
+		Op: messages.OpArchiveImage, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
 		ImageID: imageID, RepoTag: r.Image,
-		Store:    export.Store{GraphRoot: info.Store.GraphRoot, RunRoot: info.Store.RunRoot, Driver: info.Store.GraphDriverName},
+		Store:    messages.Store{GraphRoot: sr.store.GraphRoot, RunRoot: sr.store.RunRoot, Driver: sr.store.Driver},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
 		Sidecar: api.Sidecar{
 			Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
@@ -337,7 +322,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 			ContainerExit: r.ExitCode, JobExit: r.JobExit, Trigger: r.Trigger,
 		},
 	}
-	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev export.Event) {
+	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
 	})
 	if err != nil {
@@ -354,7 +339,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *userpodman.U
 
 // commit commits the container with provenance labels, pausing it when it
 // runs and the runtime can pause it.
-func (a *Agent) commit(conn context.Context, r *taskstore.Record, state string) (id, warning string, err error) {
+func (a *Agent) commit(ctx context.Context, conn Podman, r *taskstore.Record, state string) (id, warning string, err error) {
 	labels := [][2]string{
 		{LabelSourceContainer, r.Container}, {LabelSourceID, r.ContainerID}, {LabelBaseImage, r.BaseImage},
 		{LabelNode, r.Node}, {LabelUser, r.Owner}, {LabelJob, r.Job},
@@ -370,66 +355,59 @@ func (a *Agent) commit(conn context.Context, r *taskstore.Record, state string) 
 		}
 		changes = append(changes, fmt.Sprintf("LABEL %s=\"%s\"", l[0], l[1]))
 	}
-	opts := new(containers.CommitOptions).WithChanges(changes).WithFormat("docker").
-		WithComment("frozen by baicommit task " + r.ID)
-	pause := state == "running"
-	res, err := containers.Commit(conn, r.ContainerID, opts.WithPause(pause))
-	if err != nil && pause && cannotPause(err) {
+	opts := podman.CommitOptions{Changes: changes, Comment: "frozen by baicommit task " + r.ID, Pause: state == "running"}
+	id, err = conn.Commit(ctx, r.ContainerID, opts)
+	if errors.Is(err, podman.ErrCannotPause) {
 		// Rootless containers on cgroup v1 have no freezer: commit the
 		// running container as it is, and say so.
 		warning = "the container could not be paused (rootless on cgroup v1), so it was committed while running; files being written at that moment may be inconsistent"
-		res, err = containers.Commit(conn, r.ContainerID, opts.WithPause(false))
+		opts.Pause = false
+		id, err = conn.Commit(ctx, r.ContainerID, opts)
 	}
 	if err != nil {
-		if podmanStatus(err) == 404 {
+		if errors.Is(err, podman.ErrNoSuchContainer) {
 			return "", "", userErr(KindNotFound, "container %s disappeared before it could be committed", r.Container)
 		}
 		return "", "", fmt.Errorf("podman commit of %s failed: %w", r.Container, err)
 	}
-	return res.ID, warning, nil
-}
-
-func cannotPause(err error) bool {
-	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "pause") && (strings.Contains(msg, "cgroup") || strings.Contains(msg, "rootless"))
+	return id, warning, nil
 }
 
 // dropImage removes the intermediate image, or tags it with the frozen
 // name when the policy keeps images.
-func (a *Agent) dropImage(conn context.Context, task, name, id string) {
-	// The task's own context may be cancelled; clean-up still runs.
-	ctx := context.WithoutCancel(conn)
+func (a *Agent) dropImage(ctx context.Context, conn Podman, task, name, id string) {
+	// The task's own context may be cancelled; clean-up still runs, for
+	// at most cleanupTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
 	if a.cfg.KeepImage {
-		named, err := reference.ParseNormalizedNamed(name)
-		if err == nil {
-			if tagged, ok := named.(reference.NamedTagged); ok {
-				err = images.Tag(ctx, id, tagged.Tag(), tagged.Name(), nil)
-			}
-		}
-		if err != nil {
+		if err := conn.TagImage(ctx, id, name); err != nil {
 			a.log.Warn("could not tag the kept image", "task", task, "image", id, "err", err)
 		}
 		return
 	}
-	if _, errs := images.Remove(ctx, []string{id}, nil); len(errs) > 0 {
-		a.log.Warn("could not remove the intermediate image", "task", task, "image", id, "err", errors.Join(errs...))
+	if err := conn.RemoveImage(ctx, id); err != nil {
+		a.log.Warn("could not remove the intermediate image", "task", task, "image", id, "err", err)
 	}
 }
+
+// cleanupTimeout bounds each clean-up call to a user's Podman.
+const cleanupTimeout = 2 * time.Minute
 
 // dropStaleImage removes the intermediate image of a task an earlier
 // agent did not finish.
 func (a *Agent) dropStaleImage(t api.Task) {
 	defer a.wg.Done()
-	u, err := userpodman.Lookup(strconv.Itoa(t.OwnerUID))
+	u, err := a.accounts.Lookup(strconv.Itoa(t.OwnerUID))
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(a.ctx, cleanupTimeout)
 	defer cancel()
 	conn, err := a.connect(ctx, u)
 	if err != nil {
 		a.log.Warn("could not remove the intermediate image of an interrupted task", "task", t.ID, "image", t.ImageID, "err", err)
 		return
 	}
-	a.dropImage(conn, t.ID, t.Image, t.ImageID)
+	a.dropImage(ctx, conn, t.ID, t.Image, t.ImageID)
 }

@@ -1,20 +1,20 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/agent/runas"
 	"github.com/baicommit/baicommit/agent/taskstore"
-	"github.com/baicommit/baicommit/agent/userpodman"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
 // helperError is a failure the helper reported.
@@ -26,38 +26,43 @@ type helperError struct {
 
 func (e *helperError) Error() string { return e.msg }
 
-// runHelper runs this binary as u to carry out spec, passing each event
-// to onEvent. Only the helper, never the root agent, touches the owner's
+// ownerHelper runs this binary again as the owner (messages.Command) to
+// carry out a Spec: only it, never the root agent, touches the owner's
 // files.
-func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.Spec, onEvent func(export.Event)) error {
+type ownerHelper struct {
+	bin string // the baicommit-agent binary
+	log *slog.Logger
+}
+
+// Run starts `bin as-owner OP` as u, hands it spec on standard input and
+// passes each event it reports to onEvent.
+func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error {
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, a.helper, export.Command, spec.Op)
+	cmd := exec.CommandContext(ctx, h.bin, messages.Command, spec.Op)
 	// A cancelled task asks the helper to stop, so it can remove its
 	// temporary file; a helper that does not stop is killed.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	cmd.Dir = "/"
-	cmd.Env = u.Env()
+	cmd.Env = runas.Env(u)
 	cmd.Stdin = bytes.NewReader(in)
-	if spec.Op == export.OpExport {
+	if messages.InNamespace(spec.Op) {
 		// Reading the image store needs the owner's rootless namespace.
-		attr, env, err := u.NamespaceAttr()
+		attr, env, err := runas.Namespace(u)
 		if err != nil {
 			return err
 		}
 		cmd.SysProcAttr = attr
 		cmd.Env = append(cmd.Env, env...)
 	} else {
-		cmd.SysProcAttr = &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: u.Groups},
-		}
+		cmd.SysProcAttr = runas.Credentials(u)
 	}
-	if spec.Op == export.OpPush {
+	if spec.Op == messages.OpPush {
 		// Where the owner's `podman login` keeps its auth file.
-		cmd.Env = append(cmd.Env, runtimeDirEnv(u)...)
+		cmd.Env = append(cmd.Env, runas.RuntimeDirEnv(u)...)
 	}
 	// A helper never outlives the agent (the agent's restart recovery then
 	// removes what it left).
@@ -69,25 +74,16 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 		return err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start export helper as %s: %w", u.Name, err)
+		return fmt.Errorf("start the %s helper as %s: %w", spec.Op, u.Name, err)
 	}
 	var failed *helperError
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var ev export.Event
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
-		}
-		if ev.Event == export.EventError {
+	derr := messages.Decode(out, func(ev messages.Event) {
+		if ev.Event == messages.EventError {
 			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied}
-			continue
+			return
 		}
 		onEvent(ev)
-	}
-	// A line too long for the scanner must not leave the helper blocked
-	// on a full pipe.
-	_, _ = io.Copy(io.Discard, out)
+	})
 	werr := cmd.Wait()
 	if failed != nil {
 		return failed
@@ -96,21 +92,15 @@ func (a *Agent) runHelper(ctx context.Context, u *userpodman.User, spec export.S
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		a.log.Error("export helper failed", "user", u.Name, "err", werr, "stderr", stderr.String())
-		return fmt.Errorf("export helper failed (%v): %s", werr, strings.TrimSpace(stderr.String()))
+		h.log.Error("owner-side helper failed", "op", spec.Op, "user", u.Name, "err", werr, "stderr", stderr.String())
+		return fmt.Errorf("the %s helper failed (%v): %s", spec.Op, werr, strings.TrimSpace(stderr.String()))
 	}
-	if err := sc.Err(); err != nil {
+	if derr != nil {
 		// Events after an unreadable line were lost: the run's result is
 		// not known.
-		return fmt.Errorf("read the helper's report: %w", err)
+		return fmt.Errorf("read the helper's report: %w", derr)
 	}
 	return nil
-}
-
-// removeTemp removes a task's temporary archive, as its owner.
-func (a *Agent) removeTemp(ctx context.Context, u *userpodman.User, r *taskstore.Record) error {
-	spec := export.Spec{Op: export.OpRemove, Root: r.Root, Dir: r.Dir, Temp: r.Temp}
-	return a.runHelper(ctx, u, spec, func(export.Event) {})
 }
 
 // tailBuffer keeps the last few KiB written to it.
@@ -128,20 +118,26 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return string(t.b) }
 
+// removeTemp removes a task's temporary archive, as its owner.
+func (a *Agent) removeTemp(ctx context.Context, u *identity.User, r *taskstore.Record) error {
+	spec := messages.Spec{Op: messages.OpRemove, Root: r.Root, Dir: r.Dir, Temp: r.Temp}
+	return a.helpers.Run(ctx, u, spec, func(messages.Event) {})
+}
+
 // runTaskHelper runs a helper for task r and returns its done event: its
 // warnings go into the task, its progress events to progress, which runs
 // with the agent's lock held (readers of the live task take it too).
-func (a *Agent) runTaskHelper(ctx context.Context, u *userpodman.User, spec export.Spec, r *taskstore.Record, progress func(export.Event)) (export.Event, error) {
-	var done export.Event
-	err := a.runHelper(ctx, u, spec, func(ev export.Event) {
+func (a *Agent) runTaskHelper(ctx context.Context, u *identity.User, spec messages.Spec, r *taskstore.Record, progress func(messages.Event)) (messages.Event, error) {
+	var done messages.Event
+	err := a.helpers.Run(ctx, u, spec, func(ev messages.Event) {
 		switch ev.Event {
-		case export.EventProgress:
+		case messages.EventProgress:
 			a.mu.Lock()
 			progress(ev)
 			a.mu.Unlock()
-		case export.EventWarning:
+		case messages.EventWarning:
 			a.update(r, func(r *taskstore.Record) { r.Warnings = append(r.Warnings, ev.Message) })
-		case export.EventDone:
+		case messages.EventDone:
 			done = ev
 		}
 	})

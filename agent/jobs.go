@@ -11,12 +11,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/baicommit/baicommit/agent/podman"
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
 	"github.com/baicommit/baicommit/policy"
-	"github.com/containers/podman/v5/libpod/define"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
 
 // freezeOpts are what an automatic freeze adds to a request.
@@ -28,17 +27,17 @@ type freezeOpts struct {
 }
 
 // apply records the options and the container's exit code in a new task.
-func (o freezeOpts) apply(r *taskstore.Record, ctr *define.InspectContainerData) {
+func (o freezeOpts) apply(r *taskstore.Record, ctr *podman.Container) {
 	r.Trigger, r.JobExit, r.Stop = o.trigger, o.jobExit, o.stop
 	r.ExitCode = exitCode(ctr)
 }
 
 // exitCode is the container's exit code, or nil while it has not exited.
-func exitCode(ctr *define.InspectContainerData) *int {
-	if ctr == nil || ctr.State == nil || ctr.State.Running || ctr.State.FinishedAt.IsZero() {
+func exitCode(ctr *podman.Container) *int {
+	if ctr == nil || ctr.Running || ctr.FinishedAt.IsZero() {
 		return nil
 	}
-	code := int(ctr.State.ExitCode)
+	code := ctr.ExitCode
 	return &code
 }
 
@@ -47,28 +46,26 @@ func exitCode(ctr *define.InspectContainerData) *int {
 // when its processes escaped the job (proctrack/linuxproc does not follow
 // conmon, which daemonizes): stopping it is what the job's end should have
 // done, and a stopped container commits without files changing under it.
-func (a *Agent) stopFirst(conn context.Context, r *taskstore.Record, state string) (string, error) {
+func (a *Agent) stopFirst(ctx context.Context, conn Podman, r *taskstore.Record, state string) (string, error) {
 	if !r.Stop || state != "running" {
 		return state, nil
 	}
 	// The container's own stop timeout (--stop-timeout, 10 s by default)
 	// between its stop signal and SIGKILL, as `podman stop` would.
-	if err := containers.Stop(conn, r.ContainerID, nil); err != nil {
-		if podmanStatus(err) == 404 {
+	if err := conn.Stop(ctx, r.ContainerID); err != nil {
+		if errors.Is(err, podman.ErrNoSuchContainer) {
 			return "", userErr(KindNotFound, "container %s disappeared before it could be committed", r.Container)
 		}
 		return "", fmt.Errorf("stop %s, which still ran after its job ended: %w", r.Container, err)
 	}
-	ctr, err := containers.Inspect(conn, r.ContainerID, nil)
+	ctr, err := conn.Inspect(ctx, r.ContainerID)
 	if err != nil {
-		if podmanStatus(err) == 404 {
+		if errors.Is(err, podman.ErrNoSuchContainer) {
 			return "", userErr(KindNotFound, "container %s was removed when it was stopped (started with --rm?); nothing to freeze", r.Container)
 		}
 		return "", fmt.Errorf("inspect %s after stopping it: %w", r.Container, err)
 	}
-	if ctr.State != nil {
-		state = ctr.State.Status
-	}
+	state = ctr.State
 	code := exitCode(ctr)
 	a.update(r, func(r *taskstore.Record) {
 		r.ExitCode = code
@@ -112,8 +109,7 @@ func (a *Agent) FreezeJob(ctx context.Context, c Caller, job string, req api.Job
 	if err != nil {
 		return nil, err
 	}
-	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
-		WithFilters(map[string][]string{"label": {api.LabelJob + "=" + job}}))
+	list, err := conn.List(ctx, api.LabelJob+"="+job)
 	if err != nil {
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "list containers: " + err.Error()}
 	}
@@ -150,7 +146,7 @@ func (a *Agent) FreezeJob(ctx context.Context, c Caller, job string, req api.Job
 			out.Tasks = append(out.Tasks, *t)
 		}
 	}
-	a.log.Info("job ended: freezes started", "job", job, "user", u.Name, "requester", c.name(), "policy", a.cfg.EpilogFreeze,
+	a.log.Info("job ended: freezes started", "job", job, "user", u.Name, "requester", c.Name(), "policy", a.cfg.EpilogFreeze,
 		"exit", req.Exit, "tasks", len(out.Tasks), "skipped", len(out.Skipped))
 	return out, nil
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containers/podman/v5/libpod/define"
+	"github.com/baicommit/baicommit/agent/podman"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -42,18 +42,19 @@ func TestLeaveAlone(t *testing.T) {
 func TestExitCode(t *testing.T) {
 	done := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
-		name  string
-		state *define.InspectContainerState
-		want  *int
+		name string
+		ctr  *podman.Container
+		want *int
 	}{
-		{"no state", nil, nil},
-		{"running", &define.InspectContainerState{Running: true, ExitCode: 0}, nil},
-		{"created, never ran", &define.InspectContainerState{Status: "created"}, nil},
-		{"exited 0", &define.InspectContainerState{Status: "exited", FinishedAt: done}, new(0)},
-		{"killed", &define.InspectContainerState{Status: "exited", ExitCode: 137, FinishedAt: done}, new(137)},
+		{"no container", nil, nil},
+		{"no state", &podman.Container{}, nil},
+		{"running", &podman.Container{Running: true, ExitCode: 0}, nil},
+		{"created, never ran", &podman.Container{State: "created"}, nil},
+		{"exited 0", &podman.Container{State: "exited", FinishedAt: done}, new(0)},
+		{"killed", &podman.Container{State: "exited", ExitCode: 137, FinishedAt: done}, new(137)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := exitCode(&define.InspectContainerData{State: tc.state})
+			got := exitCode(tc.ctr)
 			assert.DeepEqual(t, got, tc.want)
 		})
 	}

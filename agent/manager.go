@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/baicommit/baicommit/agent/userpodman"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/munge"
 )
 
 // maxRequestBody bounds what the agent reads of a request body; every
@@ -23,12 +23,12 @@ type managerAuth struct {
 	codec munge.Codec
 }
 
-func newManagerAuth(cfg Config) (*managerAuth, error) {
+func newManagerAuth(cfg Config, accounts identity.Accounts) (*managerAuth, error) {
 	m := &managerAuth{uid: -1, codec: munge.Codec{Socket: cfg.MungeSocket}}
 	if cfg.ManagerUser == "" {
 		return m, nil
 	}
-	u, err := userpodman.Lookup(cfg.ManagerUser)
+	u, err := accounts.Lookup(cfg.ManagerUser)
 	if err != nil {
 		return nil, fmt.Errorf("manager_user %q: %w", cfg.ManagerUser, err)
 	}
@@ -46,14 +46,12 @@ func (a *Agent) authManager(r *http.Request) (Caller, error) {
 	if m.uid < 0 {
 		return Caller{}, userErr(KindUnauthorized, "%s (this agent has no manager_user configured)", notForYou)
 	}
-	cred, b, err := m.codec.Verify(r.Context(), r, maxRequestBody)
-	switch {
-	case munge.IsUnavailable(err):
-		return Caller{}, &Error{Kind: KindUnavailable, Err: err, Msg: "cannot check the request's credential: " + err.Error()}
-	case errors.Is(err, munge.ErrNoCredential):
+	cred, b, err := identity.FromMUNGE(r.Context(), m.codec, r, maxRequestBody)
+	if errors.Is(err, identity.ErrNoCredential) {
 		return Caller{}, userErr(KindUnauthorized, "%s", notForYou)
-	case err != nil:
-		return Caller{}, &Error{Kind: KindUnauthorized, Err: err, Msg: "refused: " + err.Error()}
+	}
+	if err != nil {
+		return Caller{}, err
 	}
 	if cred.UID != m.uid {
 		a.log.Warn("refused a TCP request not signed by the manager", "credential_uid", cred.UID, "method", r.Method, "path", r.URL.Path)
@@ -63,9 +61,7 @@ func (a *Agent) authManager(r *http.Request) (Caller, error) {
 	if err != nil || uid < 0 {
 		return Caller{}, userErr(KindUnauthorized, "the manager's credential names no user to act for")
 	}
-	c := Caller{UID: uid, Manager: true}
-	if u, err := userpodman.Lookup(b.As); err == nil {
-		c.User = u
-	}
+	c := identity.NewCaller(a.accounts, a.cfg.Admins, uid)
+	c.Relayed = true
 	return c, nil
 }

@@ -3,17 +3,15 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/export"
+	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/agent/taskstore"
-	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/registry"
 )
 
 // checkPush validates a push request and returns the task's push status.
@@ -38,7 +36,7 @@ func checkPush(p *api.PushRequest) (*api.PushStatus, error) {
 // as the owner reads the owner's auth files (HOME and XDG_RUNTIME_DIR are
 // the owner's) or gets req.Creds on its standard input. A failed push
 // leaves the archive and the task succeeded, with the push marked failed.
-func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.User, req api.PushRequest) {
+func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *identity.User, req api.PushRequest) {
 	t0 := time.Now()
 	defer a.update(r, func(r *taskstore.Record) { r.Durations.Push = time.Since(t0).Seconds() })
 	a.update(r, func(r *taskstore.Record) {
@@ -47,12 +45,12 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.Use
 	})
 	// The normalized destination, as the task shows it.
 	req.Ref = r.Push.Ref
-	spec := export.Spec{
-		Op: export.OpPush, Root: r.Root, Dir: r.Dir,
+	spec := messages.Spec{
+		Op: messages.OpPush, Root: r.Root, Dir: r.Dir,
 		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
 		Push: &req,
 	}
-	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev export.Event) {
+	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Push.Sent, r.Push.Total = ev.Read, ev.Size
 	})
 	if err == nil && done.Digest == "" {
@@ -81,18 +79,4 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *userpodman.Use
 		}
 	})
 	a.log.Info("push succeeded", "task", r.ID, "owner", r.Owner, "ref", r.Push.Ref, "digest", done.Digest)
-}
-
-// runtimeDirEnv points XDG_RUNTIME_DIR at the owner's /run/user/UID when
-// it exists and is theirs: `podman login` keeps its auth file there.
-func runtimeDirEnv(u *userpodman.User) []string {
-	dir := fmt.Sprintf("/run/user/%d", u.UID)
-	fi, err := os.Lstat(dir)
-	if err != nil || !fi.IsDir() {
-		return nil
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != u.UID {
-		return nil
-	}
-	return []string{"XDG_RUNTIME_DIR=" + dir}
 }

@@ -1,9 +1,7 @@
 package agent
 
 import (
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -11,7 +9,6 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/agent/taskstore"
-	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
 )
 
@@ -49,13 +46,4 @@ func TestCloneCopiesPush(t *testing.T) {
 	cp := clone(r)
 	r.Push.Sent = 42
 	assert.Check(t, is.Equal(cp.Push.Sent, int64(0)), "a reader's copy must not change under it")
-}
-
-func TestRuntimeDirEnv(t *testing.T) {
-	// Only a directory that exists and belongs to the user is used.
-	u := &userpodman.User{UID: os.Getuid()}
-	if fi, err := os.Stat(fmt.Sprintf("/run/user/%d", u.UID)); err != nil || !fi.IsDir() {
-		assert.Check(t, is.Len(runtimeDirEnv(u), 0))
-	}
-	assert.Check(t, is.Len(runtimeDirEnv(&userpodman.User{UID: 4242424}), 0))
 }

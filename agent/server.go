@@ -7,9 +7,10 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/userpodman"
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/version"
 )
 
 type (
@@ -34,12 +35,12 @@ func NewServer(a *Agent) *http.Server {
 	return &http.Server{
 		Handler:           a.track(mux),
 		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext:       connContext,
+		ConnContext:       a.connContext,
 	}
 }
 
 // connContext records who is at the other end of a unix connection.
-func connContext(ctx context.Context, c net.Conn) context.Context {
+func (a *Agent) connContext(ctx context.Context, c net.Conn) context.Context {
 	if _, ok := c.(*net.TCPConn); ok {
 		return context.WithValue(ctx, tcpKey{}, true)
 	}
@@ -47,15 +48,11 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	if !ok {
 		return ctx
 	}
-	cred, err := userpodman.PeerCred(uc)
+	cred, err := identity.PeerCred(uc)
 	if err != nil {
 		return ctx
 	}
-	caller := Caller{UID: int(cred.Uid)}
-	if u, err := userpodman.Lookup(strconv.Itoa(caller.UID)); err == nil {
-		caller.User = u
-	}
-	return context.WithValue(ctx, callerKey{}, caller)
+	return context.WithValue(ctx, callerKey{}, identity.NewCaller(a.accounts, a.cfg.Admins, int(cred.Uid)))
 }
 
 // track counts requests as activity and refuses callers without identity.
@@ -126,8 +123,8 @@ func (a *Agent) handleSessions(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
 	c := caller(r)
-	v := api.VersionInfo{Version: Version, API: api.Version, Node: a.cfg.NodeName,
-		Running: a.Running(), CallerUID: c.UID, CallerName: c.name()}
+	v := api.VersionInfo{Version: version.Version, API: api.Version, Node: a.cfg.NodeName,
+		Running: a.Running(), CallerUID: c.UID, CallerName: c.Name()}
 	if c.User != nil && c.UID != 0 {
 		v.SaveDir = a.cfg.UserDir(c.User.Name, strconv.Itoa(c.UID))
 	}

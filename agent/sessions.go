@@ -7,7 +7,6 @@ import (
 
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
-	"github.com/containers/podman/v5/pkg/bindings/containers"
 )
 
 // Sessions lists the containers in the Podman of user (default: the
@@ -23,7 +22,7 @@ func (a *Agent) Sessions(ctx context.Context, c Caller, user string) ([]api.Sess
 	if err != nil {
 		return nil, err
 	}
-	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true))
+	list, err := conn.List(ctx, "")
 	if err != nil {
 		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "list containers: " + err.Error()}
 	}

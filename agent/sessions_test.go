@@ -11,9 +11,9 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-// testAgent is an agent with a task store and no Podman: enough for what
+// storeAgent is an agent with a task store and no Podman: enough for what
 // reads tasks.
-func testAgent(t *testing.T) *Agent {
+func storeAgent(t *testing.T) *Agent {
 	t.Helper()
 	store, err := taskstore.Open(t.TempDir(), time.Second)
 	assert.NilError(t, err)
@@ -86,7 +86,7 @@ func TestLastTasks(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := testAgent(t)
+			a := storeAgent(t)
 			for _, r := range tc.stored {
 				assert.NilError(t, a.store.Put(r))
 			}
@@ -112,7 +112,7 @@ func TestLastTasks(t *testing.T) {
 // The last task handed out is a copy: the running task goes on changing
 // its own record.
 func TestLastTasksCopiesLiveRecords(t *testing.T) {
-	a := testAgent(t)
+	a := storeAgent(t)
 	r := &taskstore.Record{Task: api.Task{ID: "run.n1", ContainerID: "c1", OwnerUID: 1000, Node: "n1", State: api.StateRunning,
 		Archive: &api.Archive{Path: "/s/a.tar.gz"}}}
 	a.live[r.ID] = r

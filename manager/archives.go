@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
 )
 
 // maxArchiveTries is how many agents one archive list asks at most before
@@ -21,7 +21,7 @@ const maxArchiveTries = 5
 // user; the shared filesystem looks the same from every node, so one agent
 // that answers is enough.
 func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.archiveNodes(r.Context(), id.Name)
+	nodes, err := m.archiveNodes(r.Context(), id.Name())
 	if err != nil {
 		m.writeError(w, err)
 		return
@@ -40,7 +40,7 @@ func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Ide
 	if list.Archives == nil {
 		list.Archives = []api.ArchiveEntry{}
 	}
-	m.log.Debug("archives listed", "user", id.Name, "node", node, "archives", len(list.Archives))
+	m.log.Debug("archives listed", "user", id.Name(), "node", node, "archives", len(list.Archives))
 	writeJSON(w, http.StatusOK, list)
 }
 

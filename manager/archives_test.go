@@ -8,8 +8,8 @@ import (
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
-	"github.com/baicommit/baicommit/httperr"
-	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/slurm"
 )
 
 // userNodesSlurm knows the cluster's nodes and where the user's jobs run.

@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baicommit/baicommit/policy"
+	"github.com/baicommit/baicommit/internal/config"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
 // Config is the manager's TOML configuration (see manager.toml.example).
@@ -32,14 +33,13 @@ type Config struct {
 	// Agents when that map is set, or else every node Slurm knows.
 	Nodes []string `toml:"nodes"`
 	// AgentTimeout bounds each request to an agent.
-	AgentTimeout policy.Duration `toml:"agent_timeout"`
+	AgentTimeout config.Duration `toml:"agent_timeout"`
 	// SavePath is the site-wide save path template passed to agents;
 	// empty leaves each agent's own. Agents still only write below their
 	// save_roots.
 	SavePath string `toml:"save_path"`
-	// Admins and AdminGroups may act on anyone's sessions.
-	Admins      []string `toml:"admins"`
-	AdminGroups []string `toml:"admin_groups"`
+	// Admins may act on anyone's sessions (keys admins and admin_groups).
+	identity.Admins
 	// MungeSocket is munged's socket; empty means its default.
 	MungeSocket string `toml:"munge_socket"`
 	// SlurmBinDir holds squeue, scontrol and sinfo.
@@ -55,9 +55,9 @@ type Config struct {
 	// Empty: a random key per process (sessions end when it restarts).
 	WebKeyFile string `toml:"web_key_file"`
 	// WebLinkTTL is how long a login link stays good (it is good once).
-	WebLinkTTL policy.Duration `toml:"web_link_ttl"`
+	WebLinkTTL config.Duration `toml:"web_link_ttl"`
 	// WebSessionTTL is how long a browser stays signed in.
-	WebSessionTTL policy.Duration `toml:"web_session_ttl"`
+	WebSessionTTL config.Duration `toml:"web_session_ttl"`
 	// WebProxyHeader names the header in which an authenticating proxy
 	// (Open OnDemand, an SSO gateway) passes the user name. It is believed
 	// only from WebTrustedProxies.
@@ -70,10 +70,10 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:        ":7470",
 		AgentURL:      "http://{node}:7471",
-		AgentTimeout:  policy.Duration{Duration: 10 * time.Second},
+		AgentTimeout:  config.Duration{Duration: 10 * time.Second},
 		SlurmBinDir:   "/usr/bin",
-		WebLinkTTL:    policy.Duration{Duration: 2 * time.Minute},
-		WebSessionTTL: policy.Duration{Duration: 8 * time.Hour},
+		WebLinkTTL:    config.Duration{Duration: 2 * time.Minute},
+		WebSessionTTL: config.Duration{Duration: 8 * time.Hour},
 	}
 }
 
@@ -81,7 +81,7 @@ func DefaultConfig() Config {
 func LoadConfig(path string) (Config, error) {
 	cfg := DefaultConfig()
 	if path != "" {
-		if err := policy.LoadTOML(path, &cfg); err != nil {
+		if err := config.Load(path, &cfg); err != nil {
 			return cfg, err
 		}
 	}

@@ -1,6 +1,6 @@
 package manager
 
-import "github.com/baicommit/baicommit/httperr"
+import "github.com/baicommit/baicommit/internal/httperr"
 
 // Kind classifies errors that a caller can act on (see package httperr).
 type Kind = httperr.Kind

@@ -7,19 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os/user"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/baicommit/baicommit/manager/slurm"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/munge"
+	"github.com/baicommit/baicommit/internal/slurm"
 )
-
-// Version is the manager's version.
-const Version = "0.1.0"
 
 // Slurm is what the manager asks the cluster.
 type Slurm interface {
@@ -94,13 +91,9 @@ func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 	}, nil
 }
 
-// Identity is a user the manager has authenticated.
-type Identity struct {
-	UID    int
-	Name   string
-	Groups []string
-	Admin  bool
-}
+// Identity is a user the manager has authenticated: always one with an
+// account here.
+type Identity = identity.Caller
 
 // maxRequestBody bounds what the manager reads of a request body.
 const maxRequestBody = 64 << 10
@@ -108,14 +101,12 @@ const maxRequestBody = 64 << 10
 // authenticate proves who sent r from its MUNGE credential, which must have
 // been made for exactly this request and is good only once.
 func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
-	cred, b, err := m.munge.Verify(r.Context(), r, maxRequestBody)
+	cred, b, err := identity.FromMUNGE(r.Context(), m.munge, r, maxRequestBody)
 	switch {
-	case munge.IsUnavailable(err):
-		return nil, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot check credentials: " + err.Error()}
-	case errors.Is(err, munge.ErrNoCredential):
+	case errors.Is(err, identity.ErrNoCredential):
 		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "who are you? " + err.Error() + "; the baicommit CLI sends one for you"}
 	case err != nil:
-		return nil, &Error{Kind: KindUnauthorized, Err: err, Msg: "refused: " + err.Error()}
+		return nil, err
 	}
 	if b.As != "" {
 		// Only agents accept acting for someone else, and only from us.
@@ -127,43 +118,29 @@ func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
 // identityByUID is the account of uid, with its groups and whether it is
 // an admin.
 func (m *Manager) identityByUID(uid int) (*Identity, error) {
-	u, err := user.LookupId(strconv.Itoa(uid))
+	u, err := identity.LookupUID(uid)
 	if err != nil {
 		return nil, userErr(KindForbidden, "uid %d has no account here", uid)
 	}
-	return m.identityOf(u)
+	return m.identityOf(u), nil
 }
 
 // identityByName is identityByUID for a user name (a trusted proxy's).
 func (m *Manager) identityByName(name string) (*Identity, error) {
-	u, err := user.Lookup(name)
+	u, err := identity.LookupName(name)
 	if err != nil {
 		return nil, userErr(KindForbidden, "user %q has no account here", name)
 	}
-	return m.identityOf(u)
+	return m.identityOf(u), nil
 }
 
-func (m *Manager) identityOf(u *user.User) (*Identity, error) {
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("account %s: uid %q: %w", u.Username, u.Uid, err)
-	}
-	id := &Identity{UID: uid, Name: u.Username}
-	if gids, err := u.GroupIds(); err == nil {
-		for _, gid := range gids {
-			if g, err := user.LookupGroupId(gid); err == nil {
-				id.Groups = append(id.Groups, g.Name)
-			}
-		}
-	}
-	id.Admin = uid == 0 || slices.Contains(m.cfg.Admins, id.Name) ||
-		slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(m.cfg.AdminGroups, g) })
-	return id, nil
+func (m *Manager) identityOf(u *identity.User) *Identity {
+	return &Identity{UID: u.UID, User: u, Admin: m.cfg.Admins.Admin(u)}
 }
 
 // mayActFor checks that id may act on owner's sessions.
-func (id *Identity) mayActFor(owner string) error {
-	if owner == "" || owner == id.Name || owner == strconv.Itoa(id.UID) || id.Admin {
+func mayActFor(id *Identity, owner string) error {
+	if id.MayActFor(owner) {
 		return nil
 	}
 	return userErr(KindForbidden, "the sessions of %s are not yours: only %s or a baicommit admin may act on them", owner, owner)

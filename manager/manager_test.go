@@ -15,7 +15,8 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/slurm"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -119,8 +120,8 @@ func TestPlaceFreeze(t *testing.T) {
 		"44": {ID: "44", User: "alice", State: "PENDING"},
 	}}
 	m := newTestManager(DefaultConfig(), s)
-	alice := &Identity{UID: 1000, Name: "alice"}
-	admin := &Identity{UID: 1001, Name: "root2", Admin: true}
+	alice := &Identity{UID: 1000, User: &identity.User{UID: 1000, Name: "alice"}}
+	admin := &Identity{UID: 1001, User: &identity.User{UID: 1001, Name: "root2"}, Admin: true}
 	for _, tc := range []struct {
 		name     string
 		id       *Identity
@@ -191,13 +192,13 @@ func TestAgentURL(t *testing.T) {
 }
 
 func TestMayActFor(t *testing.T) {
-	alice := &Identity{UID: 1000, Name: "alice"}
-	assert.Check(t, alice.mayActFor(""))
-	assert.Check(t, alice.mayActFor("alice"))
-	assert.Check(t, alice.mayActFor("1000"))
-	err := alice.mayActFor("bob")
+	alice := &Identity{UID: 1000, User: &identity.User{UID: 1000, Name: "alice"}}
+	assert.Check(t, mayActFor(alice, ""))
+	assert.Check(t, mayActFor(alice, "alice"))
+	assert.Check(t, mayActFor(alice, "1000"))
+	err := mayActFor(alice, "bob")
 	assert.Check(t, is.Equal(Status(err), http.StatusForbidden))
-	assert.Check(t, (&Identity{Name: "carol", Admin: true}).mayActFor("bob"))
+	assert.Check(t, mayActFor(&Identity{User: &identity.User{Name: "carol"}, Admin: true}, "bob"))
 }
 
 func TestMetricsCountEachFinishedTaskOnce(t *testing.T) {

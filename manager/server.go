@@ -2,10 +2,12 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,8 +17,9 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
-	"github.com/baicommit/baicommit/manager/slurm"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/slurm"
+	"github.com/baicommit/baicommit/internal/version"
 	"github.com/baicommit/baicommit/policy"
 )
 
@@ -82,7 +85,7 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.writeError(w, userErr(KindForbidden, "save_path is set by the site, not per request"))
 		return
 	}
-	if err := id.mayActFor(req.User); err != nil {
+	if err := mayActFor(id, req.User); err != nil {
 		m.refused(w, err)
 		return
 	}
@@ -110,7 +113,7 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 	} else {
 		m.metrics.freezes.WithLabelValues("refused").Inc()
 	}
-	m.log.Info("freeze relayed", "user", id.Name, "node", node, "container", req.Container, "job", req.Job, "status", rep.status)
+	m.log.Info("freeze relayed", "user", id.Name(), "node", node, "container", req.Container, "job", req.Job, "status", rep.status)
 	relay(w, rep)
 }
 
@@ -132,7 +135,7 @@ func (m *Manager) placeFreeze(ctx context.Context, id *Identity, req *api.Freeze
 	if err != nil {
 		return "", err
 	}
-	if req.User == "" && job.User != id.Name {
+	if req.User == "" && job.User != id.Name() {
 		// An admin naming someone else's job means its owner's session.
 		req.User = job.User
 	}
@@ -150,7 +153,7 @@ func (m *Manager) placeFreeze(ctx context.Context, id *Identity, req *api.Freeze
 	// Several nodes: the one whose agent lists the container.
 	owner := req.User
 	if owner == "" {
-		owner = id.Name
+		owner = id.Name()
 	}
 	found := fanOut(ctx, job.Nodes, func(ctx context.Context, node string) ([]api.Session, error) {
 		return getJSON[[]api.Session](ctx, m, node, api.RouteSessions+"?"+url.Values{api.QueryUser: {owner}}.Encode(), id.UID)
@@ -176,7 +179,7 @@ func (m *Manager) job(ctx context.Context, id *Identity, jobID, owner string) (*
 	case err != nil:
 		return nil, userErr(KindInvalid, "%v", err)
 	}
-	if job.User != id.Name && !id.Admin {
+	if job.User != id.Name() && !id.Admin {
 		return nil, userErr(KindForbidden, "job %s is %s's, not yours", jobID, job.User)
 	}
 	if owner != "" && owner != job.User {
@@ -233,12 +236,12 @@ func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identi
 func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Identity) {
 	q := r.URL.Query()
 	owner := q.Get(api.QueryUser)
-	if err := id.mayActFor(owner); err != nil {
+	if err := mayActFor(id, owner); err != nil {
 		m.writeError(w, err)
 		return
 	}
 	if owner == "" {
-		owner = id.Name
+		owner = id.Name()
 	}
 	var nodes []string
 	switch {
@@ -309,11 +312,11 @@ func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request, id *Identi
 }
 
 func (m *Manager) handleVersion(w http.ResponseWriter, _ *http.Request, id *Identity) {
-	v := api.VersionInfo{Version: Version, API: api.Version, Node: "manager", CallerUID: id.UID, CallerName: id.Name}
+	v := api.VersionInfo{Version: version.Version, API: api.Version, Node: "manager", CallerUID: id.UID, CallerName: id.Name()}
 	if m.cfg.SavePath != "" {
 		// Where `baicommit list` finds the caller's archives.
 		p := policy.Policy{SavePath: m.cfg.SavePath}
-		v.SaveDir = p.UserDir(id.Name, strconv.Itoa(id.UID))
+		v.SaveDir = p.UserDir(id.Name(), strconv.Itoa(id.UID))
 	}
 	writeJSON(w, http.StatusOK, v)
 }
@@ -402,4 +405,45 @@ func unwrapURL(err error) error {
 		return u.Err
 	}
 	return err
+}
+
+// ListenAndServe serves on the configured address (HTTPS when tls_cert
+// and tls_key are set) until ctx ends, then stops accepting and waits at
+// most 10 s for requests in flight.
+func (m *Manager) ListenAndServe(ctx context.Context) error {
+	srv := m.NewServer()
+	if m.cfg.TLSCert != "" {
+		// Read now, so a bad certificate stops the start instead of the
+		// first request.
+		cert, err := tls.LoadX509KeyPair(m.cfg.TLSCert, m.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("tls_cert/tls_key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	m.log.Info("manager started", "listen", ln.Addr().String(), "tls", m.cfg.TLSCert != "", "version", version.Version)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	m.log.Info("manager stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

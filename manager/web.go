@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/httperr"
+	"github.com/baicommit/baicommit/internal/httperr"
+	"github.com/baicommit/baicommit/internal/munge"
 	"github.com/baicommit/baicommit/manager/websession"
 	"github.com/baicommit/baicommit/manager/webui"
-	"github.com/baicommit/baicommit/munge"
 )
 
 // The web page lives under /web/: the page itself (package webui) and the
@@ -139,7 +139,7 @@ func sessionBrowser(id *Identity, s websession.Session) *browser {
 // me is what the page learns of b: who it belongs to, and its request
 // token.
 func (m *Manager) me(b *browser) webMe {
-	return webMe{User: b.id.Name, UID: b.id.UID, Via: b.via, Expires: b.expires.UTC(), CSRF: m.web.signer.CSRFToken(b.binding)}
+	return webMe{User: b.id.Name(), UID: b.id.UID, Via: b.via, Expires: b.expires.UTC(), CSRF: m.web.signer.CSRFToken(b.binding)}
 }
 
 // webAuthed authenticates a browser request, checks its request token when
@@ -183,7 +183,7 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 			if err != nil {
 				return nil, err
 			}
-			return &browser{id: id, binding: "proxy\x00" + id.Name, via: "proxy"}, nil
+			return &browser{id: id, binding: "proxy\x00" + id.Name(), via: "proxy"}, nil
 		}
 	}
 	s, err := m.sessionCookie(r)
@@ -194,7 +194,7 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 	if err != nil {
 		return nil, err
 	}
-	if id.Name != s.Name {
+	if id.Name() != s.Name {
 		// The uid now belongs to someone else.
 		return nil, userErr(KindUnauthorized, "%s", errSignedOut)
 	}
@@ -251,8 +251,8 @@ func (m *Manager) handleWebLink(w http.ResponseWriter, r *http.Request, id *Iden
 		m.writeError(w, &Error{Kind: KindUnavailable, Err: err, Msg: "the manager cannot make a login link: " + err.Error()})
 		return
 	}
-	m.log.Info("login link made", "user", id.Name, "ttl", ttl.String())
-	writeJSON(w, http.StatusCreated, api.WebLink{URL: loginLink(m.cfg.WebURL, cred), User: id.Name,
+	m.log.Info("login link made", "user", id.Name(), "ttl", ttl.String())
+	writeJSON(w, http.StatusCreated, api.WebLink{URL: loginLink(m.cfg.WebURL, cred), User: id.Name(),
 		Expires: time.Now().Add(ttl).UTC().Truncate(time.Second)})
 }
 
@@ -288,9 +288,9 @@ func (m *Manager) handleWebSignIn(w http.ResponseWriter, r *http.Request) {
 		m.writeError(w, err)
 		return
 	}
-	s := websession.New(id.UID, id.Name, m.cfg.WebSessionTTL.Duration, time.Now())
+	s := websession.New(id.UID, id.Name(), m.cfg.WebSessionTTL.Duration, time.Now())
 	m.setCookie(w, r, m.web.signer.Encode(s), s.Expires)
-	m.log.Info("web sign-in", "user", id.Name, "remote", r.RemoteAddr)
+	m.log.Info("web sign-in", "user", id.Name(), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, m.me(sessionBrowser(id, s)))
 }
 

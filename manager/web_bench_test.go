@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
 )
 
 // BenchmarkAuthentication is what the manager spends to know who sends

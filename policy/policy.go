@@ -1,6 +1,9 @@
-// Package policy decides who may freeze what and where archives go. The
-// agent loads it from its TOML configuration; the manager will load the
-// same keys.
+// Package policy is the site's rules for freezes: where archives go (the
+// save path template, the roots below which anything may be written, the
+// file name, the mode), what goes into them (environment scrubbing) and
+// which sessions a Slurm job's end freezes. The agent enforces it; the
+// manager passes on the save path. Who is an admin is package identity's
+// rule; reading the TOML that holds it is package config's.
 package policy
 
 import (
@@ -12,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // Policy is the site's rules for freezes.
@@ -35,10 +40,6 @@ type Policy struct {
 	// ScrubEnv lists glob patterns of environment variable names removed
 	// from the frozen image's config.
 	ScrubEnv []string `toml:"scrub_env"`
-	// Admins and AdminGroups may freeze anyone's sessions.
-	Admins      []string `toml:"admins"`
-	AdminGroups []string `toml:"admin_groups"`
-
 	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
 	// EpilogLabelled, EpilogJob or EpilogOff.
 	EpilogFreeze string `toml:"epilog_freeze"`
@@ -221,29 +222,15 @@ func (p *Policy) Destination(v Vars) (dir, root string, err error) {
 // bytes of a path component, leaving room for the sidecar's name.
 const MaxArchiveName = 200
 
-// ArchiveName expands the file name template for v, with ".tar.gz".
+// ArchiveName expands the file name template for v, with api.ArchiveSuffix.
 func (p *Policy) ArchiveName(v Vars) (string, error) {
 	name, err := expand(p.FileName, v)
 	if err != nil {
 		return "", fmt.Errorf("file_name: %w", err)
 	}
-	name += ".tar.gz"
+	name += api.ArchiveSuffix
 	if len(name) > MaxArchiveName {
 		return "", fmt.Errorf("%w: archive name %q is longer than %d bytes", ErrBadName, name, MaxArchiveName)
 	}
 	return name, nil
-}
-
-// IsAdmin reports whether the user (by name) or one of their groups (by
-// name) is named an admin.
-func (p *Policy) IsAdmin(user string, groups []string) bool {
-	if slices.Contains(p.Admins, user) {
-		return true
-	}
-	for _, g := range groups {
-		if slices.Contains(p.AdminGroups, g) {
-			return true
-		}
-	}
-	return false
 }

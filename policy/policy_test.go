@@ -331,29 +331,6 @@ func TestArchiveNameNotTooLong(t *testing.T) {
 	assert.Check(t, err != nil, "got a %d-byte name", len(name))
 }
 
-func TestIsAdmin(t *testing.T) {
-	p := policy.Policy{Admins: []string{"root2", "carol"}, AdminGroups: []string{"hpcadmin"}}
-	for _, tc := range []struct {
-		user   string
-		groups []string
-		want   bool
-	}{
-		{"carol", nil, true},
-		{"root2", []string{"users"}, true},
-		{"alice", []string{"users", "hpcadmin"}, true},
-		{"alice", []string{"users"}, false},
-		{"alice", nil, false},
-		{"Carol", nil, false},               // names are exact
-		{"hpcadmin", []string{"x"}, false},  // a group name is not a user name
-		{"alice", []string{"carol"}, false}, // a user name is not a group name
-		{"", nil, false},
-	} {
-		assert.Check(t, is.Equal(p.IsAdmin(tc.user, tc.groups), tc.want), "%q %v", tc.user, tc.groups)
-	}
-	var none policy.Policy
-	assert.Check(t, !none.IsAdmin("root", []string{"root", "wheel"}))
-}
-
 func TestDefaultIsValid(t *testing.T) {
 	p := policy.Default()
 	assert.NilError(t, p.Validate())

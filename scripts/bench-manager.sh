@@ -12,21 +12,18 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export PATH="/usr/local/go/bin:$PATH"
-TAGS_NOLIB="remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper"
-TAGS="$TAGS_NOLIB libmunge"
+# The Makefile's tags: the shipped build, and the same without libmunge.
+TAGS="$(make -s print-TEST_TAGS)"
+TAGS_NOLIB="$(make -s print-PODMAN_TAGS)"
 work="$(mktemp -d /var/tmp/baicommit-bench-manager.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
-build() { # DIR TAGS
-    mkdir -p "$1"
-    CGO_ENABLED=0 go build -tags "${CLI_TAGS:-containers_image_openpgp}" -o "$1/baicommit" ./cmd/baicommit
-    CGO_ENABLED=1 go build -tags "$2" -o "$1/baicommit-agent" ./cmd/baicommit-agent
-    CGO_ENABLED=1 go build -tags "$2" -o "$1/baicommit-manager" ./cmd/baicommit-manager
-    CGO_ENABLED=0 go build -o "$1/baicommit-epilog" ./cmd/baicommit-epilog
+build() { # DIR AGENT_TAGS MANAGER_TAGS
+    make --no-print-directory -s build BIN="$1" AGENT_TAGS="$2" MANAGER_TAGS="$3" >/dev/null
 }
 echo "building both variants…"
-build "$work/naive" "$TAGS_NOLIB"
-build "$work/lib" "$TAGS"
+build "$work/naive" "$TAGS_NOLIB" ""
+build "$work/lib" "$TAGS" libmunge
 
 REPS="${BENCH_REPS:-3}"
 run() { # NAME DIR REP

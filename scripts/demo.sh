@@ -7,7 +7,6 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export PATH="/usr/local/go/bin:$PATH"
-: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge}"
 
 DEMO_USER=bcdemo
 CONTAINER=demo-session
@@ -34,13 +33,7 @@ bash scripts/setup.sh user "$DEMO_USER"
 command -v jq >/dev/null || die "jq missing (scripts/setup.sh installs it)"
 
 say "build"
-if command -v make >/dev/null; then
-    make --no-print-directory build
-else
-    mkdir -p bin
-    CGO_ENABLED=0 go build -tags "${CLI_TAGS:-containers_image_openpgp}" -o bin/baicommit ./cmd/baicommit
-    CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
-fi
+make --no-print-directory build
 
 WORK="$(mktemp -d /tmp/baicommit-demo.XXXXXX)"
 chmod 0755 "$WORK"

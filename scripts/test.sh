@@ -7,11 +7,6 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 export PATH="/usr/local/go/bin:$PATH"
-# Same list as the Makefile's AGENT_TAGS (make exports it; this is for direct runs).
-: "${AGENT_TAGS:=remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge}"
-export AGENT_TAGS
-: "${CLI_TAGS:=containers_image_openpgp}"
-export CLI_TAGS
 
 STEP=""
 T0=$SECONDS
@@ -30,9 +25,11 @@ trap on_exit EXIT
 step "setup (scripts/setup.sh)"
 bash scripts/setup.sh
 
+# The build tags are the Makefile's, the one place that defines them.
+TEST_TAGS="$(make -s print-TEST_TAGS)"
+
 step "go.mod/go.sum consistency"
-module="$(go list -m)"
-if ! out="$(go list -deps -test -tags "$AGENT_TAGS" ./... 2>&1 >/dev/null)"; then
+if ! out="$(go list -deps -test -tags "$TEST_TAGS" ./... 2>&1 >/dev/null)"; then
     if grep -qE 'missing go.sum entry|updates to go.mod needed|no required module provides' <<<"$out"; then
         printf '%s\n' "$out" | head -20
         echo "!!! go.mod/go.sum are incomplete: continuing with GOFLAGS=-mod=mod (fix with go mod tidy)"
@@ -45,37 +42,21 @@ else
     echo "ok"
 fi
 
-step "build (bin/baicommit, bin/baicommit-agent, bin/baicommit-manager)"
-mkdir -p bin
-CGO_ENABLED=0 go build -tags "$CLI_TAGS" -o bin/baicommit ./cmd/baicommit
-CGO_ENABLED=1 go build -tags "$AGENT_TAGS" -o bin/baicommit-agent ./cmd/baicommit-agent
-# cgo: os/user then asks libc (NSS: LDAP, sssd) for users and groups, as a site needs,
-# and MUNGE credentials go through libmunge instead of a munge process per request.
-CGO_ENABLED=1 go build -tags libmunge -o bin/baicommit-manager ./cmd/baicommit-manager
-CGO_ENABLED=0 go build -o bin/baicommit-epilog ./cmd/baicommit-epilog
-# For the end-to-end tests: binaries built once per run, with the tags above.
-export BAICOMMIT_BIN_DIR="$REPO/bin"
+# cgo for the agent and the manager: os/user then asks libc (NSS: LDAP, sssd) for users
+# and groups, as a site needs, and MUNGE credentials go through libmunge.
+step "build (make build: bin/baicommit, bin/baicommit-agent, bin/baicommit-manager, bin/baicommit-epilog)"
+make --no-print-directory build
 ls -l bin/
 
-step "go vet -tags \"$AGENT_TAGS\" ./..."
-go vet -tags "$AGENT_TAGS" ./...
+step "go vet (make vet)"
+make --no-print-directory vet
 
 # Unit tests: every package outside ./test/ (the end-to-end tests run on their own below).
-step "unit tests"
-mapfile -t unit_pkgs < <(go list -tags "$AGENT_TAGS" ./... | grep -Ev "^${module}/test(/|$)" || true)
-if ((${#unit_pkgs[@]} == 0)); then
-    echo "no packages?" >&2
-    exit 1
-fi
-go test -count=1 -tags "$AGENT_TAGS" "${unit_pkgs[@]}"
+step "unit tests (make unit)"
+make --no-print-directory unit
 
-step "end-to-end tests (./test/...)"
-if [[ -d test ]] && [[ -n "$(find test -name '*.go' -print -quit)" ]]; then
-    go test -count=1 -tags "$AGENT_TAGS" -v -timeout 25m ./test/...
-else
-    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-    echo "!!! SKIPPED: ./test has no Go files yet, no end-to-end test was run. !!!"
-    echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-fi
+# The binaries just built, once per run: make e2e passes them as BAICOMMIT_BIN_DIR.
+step "end-to-end tests (make e2e: ./test/e2e, real Podman, MUNGE, Slurm, registry, Chromium)"
+make --no-print-directory e2e
 
 printf '\ntest.sh: all passed in %ds\n' "$((SECONDS - T0))"

@@ -11,11 +11,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/version"
 )
-
-// Version is the CLI's version, set at build time with
-// -ldflags "-X github.com/baicommit/baicommit/client/cli.Version=…".
-var Version = "dev"
 
 // EnvAgent names the environment variable that overrides the agent address.
 const EnvAgent = "BAICOMMIT_AGENT"
@@ -42,7 +39,7 @@ func (e *env) app() *ucli.App {
 	return &ucli.App{
 		Name:    "baicommit",
 		Usage:   "freeze rootless Podman containers into docker-archive .tar.gz files",
-		Version: Version,
+		Version: version.Version,
 		Description: "baicommit asks the node's baicommit agent to commit one of your containers\n" +
 			"and export it as a compressed docker-archive you can load elsewhere\n" +
 			"(podman load -i FILE). The agent runs as root, finds the container in your\n" +

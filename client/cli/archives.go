@@ -11,8 +11,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/archives"
 )
 
 // EnvDir names the environment variable that overrides where list looks

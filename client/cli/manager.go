@@ -16,8 +16,8 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/munge"
-	"github.com/baicommit/baicommit/policy"
+	"github.com/baicommit/baicommit/internal/config"
+	"github.com/baicommit/baicommit/internal/munge"
 )
 
 // EnvManager names the environment variable with the manager's URL.
@@ -64,7 +64,7 @@ func loadClientConfig() (clientConfig, error) {
 		path = DefaultClientConfig
 	}
 	var cfg clientConfig
-	if err := policy.LoadTOML(path, &cfg); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := config.Load(path, &cfg); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return cfg, err
 	}
 	return cfg, nil

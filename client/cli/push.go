@@ -10,8 +10,8 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
-	"github.com/baicommit/baicommit/registry"
+	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/registry"
 )
 
 // EnvCreds names the environment variable --creds may come from, so that

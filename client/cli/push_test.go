@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -15,6 +13,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/archivetest"
 )
 
 func TestCommitPushRequest(t *testing.T) {
@@ -107,15 +106,7 @@ func TestPushLine(t *testing.T) {
 // writeArchive writes an archive file and its sidecar below dir.
 func writeArchive(t *testing.T, dir, name string, sc api.Sidecar) string {
 	t.Helper()
-	assert.NilError(t, os.MkdirAll(dir, 0o755))
-	path := filepath.Join(dir, name+".tar.gz")
-	assert.NilError(t, os.WriteFile(path, []byte(name), 0o640))
-	sum := sha256.Sum256([]byte(name))
-	sc.Archive, sc.SHA256, sc.Size = name+".tar.gz", hex.EncodeToString(sum[:]), int64(len(name))
-	b, err := json.Marshal(sc)
-	assert.NilError(t, err)
-	assert.NilError(t, os.WriteFile(filepath.Join(dir, name+".json"), b, 0o640))
-	return path
+	return archivetest.Write(t, dir, name, []byte(name), sc)
 }
 
 func TestListArchives(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/baicommit/baicommit/restore"
+	"github.com/baicommit/baicommit/internal/restore"
 )
 
 func (e *env) restoreCommand() *ucli.Command {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/version"
 )
 
 func (e *env) versionCommand() *ucli.Command {
@@ -21,7 +22,7 @@ func (e *env) versionCommand() *ucli.Command {
 
 func printVersion(e *env, cl *client.Client, v *api.VersionInfo) error {
 	tw := newTable(e.stdout)
-	fmt.Fprintf(tw, "Client:\t%s\n", Version)
+	fmt.Fprintf(tw, "Client:\t%s\n", version.Version)
 	fmt.Fprintf(tw, "Agent:\t%s (API %s) at %s\n", v.Version, v.API, cl.Addr())
 	fmt.Fprintf(tw, "Node:\t%s, %d freezes running\n", v.Node, v.Running)
 	caller := fmt.Sprintf("uid %d", v.CallerUID)

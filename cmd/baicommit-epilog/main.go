@@ -1,13 +1,13 @@
 // Command baicommit-epilog is the Slurm Epilog (or a program an existing
 // epilog script calls) that freezes the sessions of the job that just ended
-// on this node through the node's baicommit agent. It needs no PATH, logs
-// to the system log and stderr, and always exits 0: a failing epilog would
-// drain the node. See contrib/slurm/README.md.
+// on this node through the node's baicommit agent (package epilog). It
+// needs no PATH, logs to the system log and stderr, and, when slurmd runs
+// it, always exits 0: a failing epilog would drain the node. See
+// contrib/slurm/README.md.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,57 +15,75 @@ import (
 	"syscall"
 	"time"
 
+	ucli "github.com/urfave/cli/v2"
+
 	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/slurmhook"
+	"github.com/baicommit/baicommit/internal/cliapp"
+	"github.com/baicommit/baicommit/internal/slurm/epilog"
 )
 
 func main() {
+	// Under slurmd nothing may end this program with another status: a
+	// typo in a wrapper script's flags must not drain the node either.
+	underSlurm := os.Getenv("SLURM_SCRIPT_CONTEXT") != "" || os.Getenv("SLURM_JOB_ID") != ""
 	defer func() {
-		// Whatever happens, the node must not drain because of us.
 		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "%s: internal error: %v\n", slurmhook.Tag, r)
+			fmt.Fprintf(os.Stderr, "%s: internal error: %v\n", epilog.Tag, r)
+			os.Exit(0)
 		}
-		os.Exit(0)
 	}()
-	run(os.Args[1:])
-}
-
-func run(args []string) {
-	fs := flag.NewFlagSet(slurmhook.Tag, flag.ContinueOnError)
-	agent := fs.String("agent", client.DefaultAddr, "the node agent's socket (unix:///PATH)")
-	budget := fs.Duration("budget", slurmhook.DefaultBudget, "how long to wait for the freezes before leaving them to the agent (keep it below PrologEpilogTimeout)")
-	poll := fs.Duration("poll", 500*time.Millisecond, "how often to ask the agent about the freezes")
-	sysAddr := fs.String("syslog", "", `system log socket ("" the local one, "none" to log to stderr only)`)
-	parseErr := fs.Parse(args)
-
-	handlers := []slog.Handler{slog.NewTextHandler(os.Stderr, nil)}
-	if *sysAddr != "none" {
-		if h, err := slurmhook.DialSyslog(*sysAddr); err == nil {
-			defer h.Close()
-			handlers = append(handlers, h)
-		} else {
-			fmt.Fprintf(os.Stderr, "%s: no system log (%v): logging to stderr only\n", slurmhook.Tag, err)
-		}
-	}
-	log := slog.New(slog.NewMultiHandler(handlers...))
-	if parseErr != nil {
-		log.Error("baicommit: bad arguments; nothing was frozen", "err", parseErr)
-		return
-	}
-
-	env, err := slurmhook.ReadEnv(os.Getenv)
-	if err != nil {
-		log.Error("baicommit: cannot tell which job ended; nothing was frozen", "err", err)
-		return
-	}
-	cl, err := client.New(*agent)
-	if err != nil {
-		log.Error("baicommit: bad agent address; nothing was frozen", "err", err)
-		return
-	}
 	// slurmd kills an epilog that overruns PrologEpilogTimeout; a signal
 	// ends the waiting, never the freezes.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	slurmhook.Run(ctx, cl, env, *budget, *poll, log)
+	code := cliapp.Run(ctx, app(), os.Args)
+	stop()
+	if underSlurm && code != 0 {
+		// The usage went to stderr, which slurmd does not keep: say it
+		// where admins look.
+		if h, err := epilog.DialSyslog(""); err == nil {
+			slog.New(h).Error("baicommit: bad arguments; nothing was frozen", "args", fmt.Sprint(os.Args[1:]))
+			h.Close()
+		}
+		code = 0
+	}
+	os.Exit(code)
+}
+
+func app() *ucli.App {
+	a := cliapp.New(epilog.Tag, "freeze the sessions of the Slurm job that just ended on this node (the node's Epilog)", os.Stdout, os.Stderr)
+	a.Flags = []ucli.Flag{
+		&ucli.StringFlag{Name: "agent", Value: client.DefaultAddr, Usage: "the node agent's socket (unix:///PATH)"},
+		&ucli.DurationFlag{Name: "budget", Value: epilog.DefaultBudget, Usage: "how long to wait for the freezes before leaving them to the agent (keep it below PrologEpilogTimeout)"},
+		&ucli.DurationFlag{Name: "poll", Value: 500 * time.Millisecond, Usage: "how often to ask the agent about the freezes"},
+		&ucli.StringFlag{Name: "syslog", Usage: `system log socket ("" the local one, "none" to log to stderr only)`},
+	}
+	a.Action = cliapp.NoArgs(run)
+	return a
+}
+
+// run freezes the job's sessions. It reports every failure in the logs
+// and returns nil: the epilog's outcome is the log, never its status.
+func run(c *ucli.Context) error {
+	handlers := []slog.Handler{slog.NewTextHandler(os.Stderr, nil)}
+	if addr := c.String("syslog"); addr != "none" {
+		if h, err := epilog.DialSyslog(addr); err == nil {
+			defer h.Close()
+			handlers = append(handlers, h)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: no system log (%v): logging to stderr only\n", epilog.Tag, err)
+		}
+	}
+	log := slog.New(slog.NewMultiHandler(handlers...))
+	env, err := epilog.ReadEnv(os.Getenv)
+	if err != nil {
+		log.Error("baicommit: cannot tell which job ended; nothing was frozen", "err", err)
+		return nil
+	}
+	cl, err := client.New(c.String("agent"))
+	if err != nil {
+		log.Error("baicommit: bad agent address; nothing was frozen", "err", err)
+		return nil
+	}
+	epilog.Run(c.Context, cl, env, c.Duration("budget"), c.Duration("poll"), log)
+	return nil
 }

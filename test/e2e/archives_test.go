@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -15,11 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/client"
-	"github.com/baicommit/baicommit/munge"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/archivetest"
+	"github.com/baicommit/baicommit/internal/munge"
 )
 
 // managerClientAs is a Go client of the manager whose requests carry
@@ -182,14 +182,12 @@ func curlAgent(t *testing.T, a *agentProc, who, target string) (int, string) {
 func writeSidecarFor(t *testing.T, who, dir, name string) api.ArchiveEntry {
 	t.Helper()
 	content := []byte("archive " + name)
-	path := filepath.Join(dir, name+".tar.gz")
+	path := filepath.Join(dir, name+api.ArchiveSuffix)
 	plantFile(t, who, path, content)
-	sum := sha256.Sum256(content)
-	sc := api.Sidecar{Archive: name + ".tar.gz", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content)),
-		User: who, UID: int(uidOf(t, who)), Node: node, Created: time.Now().UTC().Truncate(time.Second)}
+	sc := archivetest.Sidecar(name, content, api.Sidecar{User: who, UID: int(uidOf(t, who)), Node: node, Created: time.Now().UTC().Truncate(time.Second)})
 	b, err := json.Marshal(sc)
 	assert.NilError(t, err)
-	scPath := filepath.Join(dir, name+".json")
+	scPath := api.SidecarName(path)
 	plantFile(t, who, scPath, b)
 	return api.ArchiveEntry{Path: path, SidecarFile: scPath, Sidecar: sc}
 }

@@ -270,7 +270,7 @@ func TestAgentKilledMidExport(t *testing.T) {
 	dir := filepath.Join(a.save, alice)
 	// The helper dies with the agent; nothing appears under a final name.
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		out, _ := rootCmd("pgrep", "-f", "__export-helper")
+		out, _ := rootCmd("pgrep", "-f", bins.agent+" as-owner ")
 		if strings.TrimSpace(out) == "" {
 			return poll.Success()
 		}

@@ -66,33 +66,25 @@ func TestMain(m *testing.M) {
 }
 
 // installBinaries copies the binaries of BAICOMMIT_BIN_DIR (built by
-// scripts/test.sh), or builds them, into dir.
+// `make e2e`), or builds them with `make build` (the Makefile is the one
+// place that knows the build tags), into dir.
 func installBinaries(dir string) error {
 	bins.dir = dir
 	bins.agent = filepath.Join(dir, "baicommit-agent")
 	bins.cli = filepath.Join(dir, "baicommit")
 	bins.manager = filepath.Join(dir, "baicommit-manager")
-	if src := os.Getenv("BAICOMMIT_BIN_DIR"); src != "" {
-		for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager", "baicommit-epilog"} {
-			if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {
-				return fmt.Errorf("install %s: %v: %s", name, err, out)
-			}
+	src := os.Getenv("BAICOMMIT_BIN_DIR")
+	if src == "" {
+		// go test runs in this package's directory, two below the root.
+		cmd := exec.Command("make", "--no-print-directory", "-C", "../..", "build", "BIN="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("make build: %v: %s", err, out)
 		}
 		return nil
 	}
-	tags := os.Getenv("AGENT_TAGS")
-	if tags == "" {
-		tags = "remote containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper libmunge"
-	}
-	for _, b := range []struct{ out, pkg, tags string }{
-		{bins.agent, "github.com/baicommit/baicommit/cmd/baicommit-agent", tags},
-		{bins.cli, "github.com/baicommit/baicommit/cmd/baicommit", "containers_image_openpgp"},
-		{bins.manager, "github.com/baicommit/baicommit/cmd/baicommit-manager", "libmunge"},
-		{filepath.Join(dir, "baicommit-epilog"), "github.com/baicommit/baicommit/cmd/baicommit-epilog", ""},
-	} {
-		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v: %s", b.pkg, err, out)
+	for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager", "baicommit-epilog"} {
+		if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {
+			return fmt.Errorf("install %s: %v: %s", name, err, out)
 		}
 	}
 	return nil

@@ -29,7 +29,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/munge"
+	"github.com/baicommit/baicommit/internal/munge"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"

@@ -25,7 +25,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/archives"
+	"github.com/baicommit/baicommit/internal/archives"
 )
 
 // busyWatcher runs in every page the browser loads and counts, per

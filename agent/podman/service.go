@@ -1,0 +1,209 @@
+// Package podman reaches a user's rootless Podman API from the root agent:
+// the user's standard socket when it answers, otherwise a transient
+// `podman system service` started as that user on a private socket, which
+// exits by itself when idle. It is the only package of the agent that
+// talks to Podman (through Podman's Go bindings); the agent consumes it
+// through the small interface it defines (agent.Podman), so that the
+// freeze path is tested without a Podman.
+package podman
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/libpod/define"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/images"
+	"github.com/containers/podman/v5/pkg/bindings/system"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+	"go.podman.io/image/v5/docker/reference"
+)
+
+// ErrNoSuchContainer means Podman has no such container (any more).
+var ErrNoSuchContainer = errors.New("no such container")
+
+// ErrCannotPause means the runtime cannot pause the container: rootless
+// on cgroup v1, where there is no freezer the user may use.
+var ErrCannotPause = errors.New("the container cannot be paused")
+
+// Container is what the agent needs to know of one container.
+type Container struct {
+	ID   string
+	Name string
+	// ImageName is the image the container was created from, as given.
+	ImageName string
+	// State is Podman's status word: running, exited, created, paused, …
+	State   string
+	Running bool
+	// ExitCode and FinishedAt are set once the container has exited.
+	ExitCode   int
+	FinishedAt time.Time
+	Labels     map[string]string
+}
+
+// Summary is one container of a list.
+type Summary struct {
+	ID      string
+	Names   []string
+	Image   string
+	State   string
+	Created time.Time
+	Labels  map[string]string
+	// AutoRemove says it was started with --rm.
+	AutoRemove bool
+}
+
+// Store says where the user's Podman keeps its images and containers.
+type Store struct {
+	GraphRoot, RunRoot, Driver string
+}
+
+// CommitOptions are the settings of a commit.
+type CommitOptions struct {
+	// Changes are Dockerfile instructions applied to the image (LABEL …).
+	Changes []string
+	Comment string
+	// Pause pauses a running container for the commit.
+	Pause bool
+}
+
+// Service is one user's Podman API, reached through a connection whose
+// every socket was checked to be served by that user.
+type Service struct {
+	conn   context.Context // the bindings' connection
+	socket string
+}
+
+// Socket is the unix socket the service answers on.
+func (s *Service) Socket() string { return s.socket }
+
+// call is the context of one bindings call: the connection that the
+// bindings keep in a context value, with ctx's deadline and cancellation.
+func (s *Service) call(ctx context.Context) context.Context { return valuesOf{ctx, s.conn} }
+
+// valuesOf is ctx with the values of another context.
+type valuesOf struct {
+	context.Context
+	values context.Context
+}
+
+func (v valuesOf) Value(key any) any { return v.values.Value(key) }
+
+// Inspect returns one container by name or id.
+func (s *Service) Inspect(ctx context.Context, nameOrID string) (*Container, error) {
+	d, err := containers.Inspect(s.call(ctx), nameOrID, nil)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	c := &Container{ID: d.ID, Name: strings.TrimPrefix(d.Name, "/"), ImageName: d.ImageName}
+	if d.State != nil {
+		c.State, c.Running = d.State.Status, d.State.Running
+		c.ExitCode, c.FinishedAt = int(d.State.ExitCode), d.State.FinishedAt
+	}
+	if d.Config != nil {
+		c.Labels = d.Config.Labels
+	}
+	return c, nil
+}
+
+// List returns every container (running or not), or with label set only
+// those carrying that label ("key=value").
+func (s *Service) List(ctx context.Context, label string) ([]Summary, error) {
+	opts := new(containers.ListOptions).WithAll(true)
+	if label != "" {
+		opts = opts.WithFilters(map[string][]string{"label": {label}})
+	}
+	list, err := containers.List(s.call(ctx), opts)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Summary, 0, len(list))
+	for _, c := range list {
+		out = append(out, Summary{ID: c.ID, Names: c.Names, Image: c.Image, State: c.State,
+			Created: c.Created, Labels: c.Labels, AutoRemove: c.AutoRemove})
+	}
+	return out, nil
+}
+
+// Store asks Podman where its storage is.
+func (s *Service) Store(ctx context.Context) (Store, error) {
+	info, err := system.Info(s.call(ctx), nil)
+	if err != nil {
+		return Store{}, err
+	}
+	return storeOf(info), nil
+}
+
+func storeOf(info *define.Info) Store {
+	if info.Store == nil {
+		return Store{}
+	}
+	return Store{GraphRoot: info.Store.GraphRoot, RunRoot: info.Store.RunRoot, Driver: info.Store.GraphDriverName}
+}
+
+// Commit commits the container into a new image in docker format and
+// returns its id. ErrCannotPause means it asked to pause and could not:
+// nothing was made.
+func (s *Service) Commit(ctx context.Context, id string, o CommitOptions) (string, error) {
+	opts := new(containers.CommitOptions).WithChanges(o.Changes).WithFormat("docker").
+		WithComment(o.Comment).WithPause(o.Pause)
+	res, err := containers.Commit(s.call(ctx), id, opts)
+	switch {
+	case err == nil:
+		return res.ID, nil
+	case o.Pause && cannotPause(err):
+		return "", fmt.Errorf("%w: %v", ErrCannotPause, err)
+	}
+	return "", notFound(err)
+}
+
+func cannotPause(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "pause") && (strings.Contains(msg, "cgroup") || strings.Contains(msg, "rootless"))
+}
+
+// ImageSize is the size of an image in the store.
+func (s *Service) ImageSize(ctx context.Context, id string) (int64, error) {
+	img, err := images.GetImage(s.call(ctx), id, nil)
+	if err != nil {
+		return 0, err
+	}
+	return img.Size, nil
+}
+
+// Stop stops a container, with its own stop timeout between the stop
+// signal and SIGKILL, as `podman stop` does.
+func (s *Service) Stop(ctx context.Context, id string) error {
+	return notFound(containers.Stop(s.call(ctx), id, nil))
+}
+
+// TagImage gives image id the name:tag name.
+func (s *Service) TagImage(ctx context.Context, id, name string) error {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return err
+	}
+	tagged, ok := reference.TagNameOnly(named).(reference.NamedTagged)
+	if !ok {
+		return fmt.Errorf("image name %q has no tag", name)
+	}
+	return images.Tag(s.call(ctx), id, tagged.Tag(), tagged.Name(), nil)
+}
+
+// RemoveImage removes an image.
+func (s *Service) RemoveImage(ctx context.Context, id string) error {
+	_, errs := images.Remove(s.call(ctx), []string{id}, nil)
+	return errors.Join(errs...)
+}
+
+// notFound turns Podman's 404 into ErrNoSuchContainer.
+func notFound(err error) error {
+	var em *errorhandling.ErrorModel
+	if errors.As(err, &em) && em.ResponseCode == 404 {
+		return fmt.Errorf("%w: %v", ErrNoSuchContainer, err)
+	}
+	return err
+}
