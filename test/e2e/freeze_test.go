@@ -382,7 +382,7 @@ func TestDeadPodman(t *testing.T) {
 		assert.Check(t, is.Len(listDir(t, a.save), 0))
 	})
 	t.Run("dies during the commit", func(t *testing.T) {
-		a := newAgent(t).start()
+		a := newAgent(t, withKey("freeze_method", `"commit"`)).start()
 		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
 		task := a.freezeUntil(t, alice, ctr, api.PhaseCommitting)
 		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
@@ -395,6 +395,19 @@ func TestDeadPodman(t *testing.T) {
 		// The next freeze starts a new service and works.
 		again, r := commitJSON(t, a, alice, ctr)
 		assert.Equal(t, again.State, api.StateSucceeded, "%s", r)
+	})
+	t.Run("dies during a direct freeze", func(t *testing.T) {
+		// The direct freeze reads the store itself: once it streams, the
+		// user's Podman is not needed, and the freeze completes.
+		a := newAgent(t).start()
+		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
+		task := a.freezeUntil(t, alice, ctr, api.PhaseExporting)
+		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
+		assert.NilError(t, err, "no transient podman service to kill: %s", out)
+		done := a.waitTask(t, task.ID)
+		assert.Equal(t, done.State, api.StateSucceeded, done.Error)
+		img := loadArchive(t, alice, done.Archive.Path)
+		assert.Equal(t, podman(t, alice, "run", "--rm", "--network=none", img, "sh", "-c", "wc -c < /data"), "314572800")
 	})
 }
 
