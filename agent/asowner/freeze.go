@@ -169,6 +169,11 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	if err := aw.tw.Close(); err != nil {
 		return err
 	}
+	// A container removed meanwhile took its files with it: what was read
+	// of them is not a freeze of anything.
+	if _, err := store.Container(spec.ContainerID); err != nil {
+		return fmt.Errorf("container %s was removed while it was being frozen; nothing was written", short(spec.ContainerID))
+	}
 	stopProgress()
 	if read.Load() != total {
 		return fmt.Errorf("internal error: wrote %d bytes, planned %d", read.Load(), total)

@@ -79,17 +79,17 @@ func freezeConfig(base *imgspecv1.Image, c *messages.Container, spec messages.Sp
 	return &cfg, removed
 }
 
-// setEnv sets NAME=VALUE in env, replacing an earlier NAME, as buildah's
-// SetEnv does.
+// setEnv sets NAME=VALUE in env as buildah's SetEnv does: an earlier NAME
+// goes, and NAME=VALUE comes last.
 func setEnv(env []string, kv string) []string {
 	name, _, _ := strings.Cut(kv, "=")
-	for i, e := range env {
-		if n, _, _ := strings.Cut(e, "="); n == name {
-			env[i] = kv
-			return env
+	out := env[:0]
+	for _, e := range env {
+		if n, _, _ := strings.Cut(e, "="); n != name {
+			out = append(out, e)
 		}
 	}
-	return append(env, kv)
+	return append(out, kv)
 }
 
 func put(m map[string]string, k, v string) map[string]string {

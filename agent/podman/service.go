@@ -122,7 +122,11 @@ func (s *Service) Inspect(ctx context.Context, nameOrID string) (*Container, err
 	}
 	if d.Config != nil {
 		c.Labels = d.Config.Labels
-		c.Entrypoint, c.Cmd, c.Env = d.Config.Entrypoint, d.Config.Cmd, d.Config.Env
+		c.Entrypoint, c.Cmd, c.Env = d.Config.Entrypoint, d.Config.Cmd, createdEnv(d.Config.Env, d.Config.Hostname)
+		if len(c.Entrypoint) == 1 && c.Entrypoint[0] == "" {
+			// Podman 4 says "no entrypoint" as an empty string.
+			c.Entrypoint = nil
+		}
 		c.WorkingDir, c.User = d.Config.WorkingDir, d.Config.User
 		for p := range d.Config.ExposedPorts {
 			c.ExposedPorts = append(c.ExposedPorts, p)
@@ -143,6 +147,21 @@ func (s *Service) Inspect(ctx context.Context, nameOrID string) (*Container, err
 		}
 	}
 	return c, nil
+}
+
+// createdEnv is a container's environment as it was created, from what
+// inspect shows of a running one: without the HOSTNAME and the empty HOME
+// the runtime adds when it starts it (libpod's commit, reading the
+// creation config, has neither; an image must not carry a hostname).
+func createdEnv(env []string, hostname string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if kv == "HOSTNAME="+hostname || kv == "HOME=" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // anonymousVolume is how Podman names the volumes it makes for a -v

@@ -245,6 +245,11 @@ func (b *builder) changes() error {
 	var skipped []string // directories excluded: what is below goes too
 	for _, c := range cs {
 		if slices.ContainsFunc(skipped, func(d string) bool { return strings.HasPrefix(c.Path, d+"/") }) {
+			// Below an excluded directory: out too, and counted.
+			b.l.Excluded.Entries++
+			if fi, err := os.Lstat(filepath.Join(b.src.Root, c.Path)); err == nil && fi.Mode().IsRegular() && !c.Deleted {
+				b.l.Excluded.Bytes += fi.Size()
+			}
 			continue
 		}
 		abs := filepath.Join(b.src.Root, c.Path)
@@ -266,7 +271,7 @@ func (b *builder) changes() error {
 			return fmt.Errorf("read the container's changes: %w", err)
 		}
 		if b.skip(c.Path, fi) {
-			if fi.IsDir() {
+			if fi.IsDir() && !b.leave[c.Path] {
 				skipped = append(skipped, c.Path)
 			}
 			continue
