@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -298,4 +300,144 @@ echo keep > /root/keep && mkdir /opt && echo log > /opt/run.log && echo data > /
 	r = runBin(t, nil, bins.agent, "--config", bad.cfgPath, "--listen", "unix://"+bad.sock)
 	assert.Check(t, is.Equal(r.code, 1), "%s", r)
 	assert.Check(t, is.Contains(r.stderr, `exclude pattern "relative/path": give an absolute container path`))
+}
+
+// changeInSession runs script as the store's user inside their own mount
+// of the container's files ($m), as a process of theirs could while a
+// freeze runs (even while the container is paused).
+func changeInSession(t *testing.T, s store, ctr, script string) {
+	t.Helper()
+	r := s.run(t, "unshare", "sh", "-ec", `m=$(podman mount "$1")
+`+script+`
+podman umount "$1" >/dev/null`, "sh", ctr)
+	assert.Equal(t, r.code, 0, "%s: change the session: %s", s.name, r)
+}
+
+// Files that change while the freeze reads them are cut or zero-padded to
+// the size they had when listed, GNU tar style, and each is named in the
+// task's warnings; the archive is whole and loads.
+func TestDirectFreezeFilesChangingWhileRead(t *testing.T) {
+	for _, s := range stores(t)[:2] {
+		t.Run(s.name, func(t *testing.T) {
+			a := s.agent(t, withKey("compression_level", "9"))
+			// /opt/big comes first and takes a while; the files under /zz
+			// are read after it.
+			ctr := s.session(t, baseImage, `mkdir -p /opt /zz && busybox dd if=/dev/urandom of=/opt/big bs=1M count=200 2>/dev/null &&
+echo 1234567890 > /zz/grow && busybox seq 1 10000 > /zz/shrink && echo bye > /zz/gone`)
+			task := a.freezeUntil(t, s.user, ctr, api.PhaseExporting)
+			changeInSession(t, s, ctr, `busybox seq 1 100000 >> "$m/zz/grow"; : > "$m/zz/shrink"; rm "$m/zz/gone"`)
+			done := a.waitTask(t, task.ID)
+			assert.Assert(t, is.Equal(done.State, api.StateSucceeded), done.Error)
+			w := strings.Join(done.Warnings, "\n")
+			if !strings.Contains(w, "/zz/grow grew while it was read") {
+				t.Fatalf("the freeze had read the files before they changed (the test's timing is off): %q", done.Warnings)
+			}
+			assert.Check(t, is.Contains(w, "/zz/shrink shrank while it was read (0 of 48894 bytes): the rest is zeros"))
+			assert.Check(t, is.Contains(w, "/zz/gone vanished before it could be read"))
+			img := s.load(t, done.Archive.Path)
+			out := s.must(t, "run", "--rm", "--network=none", img, "sh", "-c", "cat /zz/grow; wc -c < /zz/shrink; wc -c < /zz/gone; busybox tr -d '\\0' < /zz/shrink | wc -c")
+			assert.Check(t, is.Equal(out, "1234567890\n48894\n4\n0"), "grow cut at 11 bytes; shrink and gone padded with zeros")
+		})
+	}
+}
+
+// A container removed while its freeze reads it fails the freeze cleanly:
+// nothing is left under the save directory.
+func TestDirectFreezeContainerRemoved(t *testing.T) {
+	for _, s := range stores(t)[:2] {
+		t.Run(s.name, func(t *testing.T) {
+			a := s.agent(t, withKey("compression_level", "9"))
+			ctr := s.session(t, baseImage, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
+			task := a.freezeUntil(t, s.user, ctr, api.PhaseExporting)
+			s.must(t, "rm", "-f", "-t", "0", ctr)
+			done := a.waitTask(t, task.ID)
+			assert.Check(t, is.Equal(done.State, api.StateFailed))
+			assert.Check(t, is.Contains(done.Error, "was removed while it was being frozen; nothing was written"), done.Error)
+			assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, s.user)), 0))
+		})
+	}
+}
+
+// A base layer whose files on disk no longer match the digest the store
+// recorded is refused, naming the layer; nothing is written.
+func TestDirectFreezeDamagedBaseLayer(t *testing.T) {
+	for _, s := range stores(t)[:2] {
+		t.Run(s.name, func(t *testing.T) {
+			base := baseWithTree(t, s)
+			a := s.agent(t)
+			ctr := s.session(t, base, "echo mine > /root/mine")
+			// The base's top layer holds /srv/old/a: change it on disk.
+			graph := s.must(t, "info", "--format", "{{.Store.GraphRoot}}")
+			top := layerOf(t, graph, s.driver, s.must(t, "image", "inspect", "--format", "{{range .RootFS.Layers}}{{.}} {{end}}", base))
+			dir := graph + "/vfs/dir/" + top
+			if s.driver == "overlay" {
+				dir = graph + "/overlay/" + top + "/diff"
+			}
+			r := s.run(t, "unshare", "sh", "-ec", `echo tampered > "$1/srv/old/a"`, "sh", dir)
+			assert.Equal(t, r.code, 0, "%s", r)
+			done, r := commitJSON(t, a, s.user, ctr)
+			assert.Check(t, is.Equal(done.State, api.StateFailed), "%s", r)
+			assert.Check(t, is.Contains(done.Error, "layer 2 of the image ("+top[:12]+")"), done.Error)
+			assert.Check(t, is.Contains(done.Error, "the image store is damaged"), done.Error)
+			assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, s.user)), 0))
+		})
+	}
+}
+
+// layerOf is the id of the store's layer whose diff is the last of the
+// digests listed, from the store's layers.json.
+func layerOf(t *testing.T, graph, driver, digests string) string {
+	t.Helper()
+	ds := strings.Fields(digests)
+	b, err := os.ReadFile(graph + "/" + driver + "-layers/layers.json")
+	assert.NilError(t, err)
+	var layers []struct {
+		ID   string `json:"id"`
+		Diff string `json:"diff-digest"`
+	}
+	assert.NilError(t, json.Unmarshal(b, &layers))
+	for _, l := range layers {
+		if l.Diff == ds[len(ds)-1] {
+			return l.ID
+		}
+	}
+	t.Fatalf("no layer with diff %s in %s", ds[len(ds)-1], graph)
+	return ""
+}
+
+// The user's own Podman answers while a large freeze runs: the freeze
+// holds no lock of the store while it streams.
+func TestDirectFreezePodmanKeepsWorking(t *testing.T) {
+	for _, s := range stores(t)[:2] {
+		t.Run(s.name, func(t *testing.T) {
+			a := s.agent(t, withKey("compression_level", "9"))
+			ctr := s.session(t, baseImage, "busybox dd if=/dev/urandom of=/data bs=1M count=400 2>/dev/null")
+			task := a.freezeUntil(t, s.user, ctr, api.PhaseExporting)
+			ps := s.run(t, "ps", "--format", "{{.Names}}")
+			assert.Check(t, is.Equal(ps.code, 0), "%s", ps)
+			assert.Check(t, is.Contains(ps.stdout, ctr))
+			run := s.run(t, "run", "--rm", "--network=none", baseImage, "echo", "still here")
+			assert.Check(t, is.Equal(run.code, 0), "%s", run)
+			assert.Check(t, is.Equal(strings.TrimSpace(run.stdout), "still here"))
+			cur, err := a.client(t).Task(context.Background(), task.ID)
+			assert.NilError(t, err)
+			if cur.Done() {
+				t.Fatalf("the freeze ended before podman was asked (the test's timing is off): %s", cur.State)
+			}
+			assert.Check(t, is.Equal(a.waitTask(t, task.ID).State, api.StateSucceeded))
+		})
+	}
+}
+
+// keep_image leaves the frozen image in the owner's Podman, loaded from
+// the published archive.
+func TestDirectFreezeKeepImage(t *testing.T) {
+	a := newAgent(t, withKey("keep_image", "true")).start()
+	ctr := session(t, alice, "echo kept > /root/kept")
+	task, r := commitJSON(t, a, alice, "--tag", "localhost/alice/kept:v1", ctr)
+	assert.Assert(t, is.Equal(task.State, api.StateSucceeded), "%s", r)
+	assert.Check(t, !strings.Contains(strings.Join(task.Warnings, "\n"), "keep_image"), "%v", task.Warnings)
+	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", "localhost/alice/kept:v1") })
+	out := podman(t, alice, "run", "--rm", "--network=none", "localhost/alice/kept:v1", "cat", "/root/kept")
+	assert.Check(t, is.Equal(out, "kept"))
 }
