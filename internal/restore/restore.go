@@ -59,9 +59,9 @@ type Result struct {
 
 // Archive verifies the archive at path against its sidecar and, only if it
 // matches, loads it into p: as it is when the freeze wrote the dual OCI
-// and docker layout (which every Podman loads compressed), decompressed on
-// the fly for an older pure docker-archive (which Podman 4.3 cannot load
-// compressed). name, if set, is given to the image as well.
+// and docker layout (every archive whose sidecar names its method; every
+// Podman loads those compressed), decompressed on the fly for an older
+// pure docker-archive (which Podman 4.3 cannot load compressed). name, if set, is given to the image as well.
 func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) {
 	if name != "" {
 		if _, err := registry.ParseRef(name); err != nil {
@@ -83,7 +83,8 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	// reads is caught too, and what was loaded from it removed.
 	h := archives.NewHasher(f)
 	var stream io.Reader = h
-	if sc.Method != api.MethodDirect {
+	if sc.Method == "" {
+		// Written before the dual layout: a pure docker-archive.
 		gz, err := pgzip.NewReader(h)
 		if err != nil {
 			return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -440,4 +441,43 @@ func TestDirectFreezeKeepImage(t *testing.T) {
 	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", "localhost/alice/kept:v1") })
 	out := podman(t, alice, "run", "--rm", "--network=none", "localhost/alice/kept:v1", "cat", "/root/kept")
 	assert.Check(t, is.Equal(out, "kept"))
+}
+
+// A setup the direct freeze cannot read (here: a base image in an
+// additional, read-only image store) falls back to podman commit, saying
+// why; the archive is as good.
+func TestDirectFreezeFallsBackToCommit(t *testing.T) {
+	ais, err := os.MkdirTemp("/var/tmp", "baicommit-e2e-ais-")
+	assert.NilError(t, err)
+	t.Cleanup(func() { os.RemoveAll(ais) })
+	uid := int(uidOf(t, bob))
+	assert.NilError(t, os.Chown(ais, uid, uid))
+	assert.NilError(t, os.Chmod(ais, 0o755))
+	r := runAs(t, bob, "sh", "-ec", `d=$(mktemp -d) && mkdir -p "$d/r/bin" && cp /bin/busybox "$d/r/bin/" && ln -s busybox "$d/r/bin/sh" && ln -s busybox "$d/r/bin/sleep" && ln -s busybox "$d/r/bin/cat" &&
+echo ais > "$d/r/from-ais" && tar -C "$d/r" --owner=0 --group=0 -cf "$d/r.tar" . &&
+podman --root "$1" --storage-driver vfs import -q "$d/r.tar" localhost/e2e-ais-base:latest >/dev/null && rm -rf "$d"`, "sh", ais)
+	assert.Equal(t, r.code, 0, "%s", r)
+	conf := "/home/" + bob + "/.config/containers/storage.conf"
+	_, err = os.Stat(conf)
+	assert.Assert(t, os.IsNotExist(err), "%s exists: this test would replace it", conf)
+	assert.NilError(t, os.MkdirAll(filepath.Dir(conf), 0o755))
+	assert.NilError(t, os.WriteFile(conf, []byte("[storage]\ndriver = \"vfs\"\nrunroot = \"/tmp/podman-run-"+strconv.Itoa(uid)+
+		"/containers\"\ngraphroot = \"/home/"+bob+"/.local/share/containers/storage\"\n[storage.options]\nadditionalimagestores = [\""+ais+"\"]\n"), 0o644))
+	t.Cleanup(func() { os.Remove(conf) })
+	for _, d := range []string{filepath.Dir(conf), filepath.Dir(filepath.Dir(conf))} {
+		assert.NilError(t, os.Chown(d, uid, uid))
+	}
+
+	a := newAgent(t).start()
+	name := "e2e-ais-" + randHex(3)
+	podman(t, bob, "run", "-d", "--network=none", "--name", name, "localhost/e2e-ais-base:latest", "sleep", "3600")
+	t.Cleanup(func() { runAs(t, bob, "podman", "rm", "-f", "-t", "0", name) })
+	podman(t, bob, "exec", name, "sh", "-c", "echo mine > /mine")
+	task, r := commitJSON(t, a, bob, name)
+	assert.Assert(t, is.Equal(task.State, api.StateSucceeded), "%s", r)
+	assert.Check(t, is.Equal(task.Method, api.MethodCommit))
+	assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "an additional image store?"), "%v", task.Warnings)
+	assert.Check(t, is.Contains(strings.Join(task.Warnings, "\n"), "so it was frozen through podman commit instead"), "%v", task.Warnings)
+	img := loadArchive(t, bob, task.Archive.Path)
+	assert.Check(t, is.Equal(podman(t, bob, "run", "--rm", "--network=none", img, "cat", "/mine", "/from-ais"), "mine\nais"))
 }
