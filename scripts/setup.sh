@@ -17,7 +17,7 @@ BASE_IMAGE="localhost/busybox:latest"
 TEST_USERS=(bcalice bcbob)
 # Users whose stores use the other storage drivers and Podman versions that freezes are
 # tested on: USER:PODMAN:DRIVER (bcalice is Podman 4.3.1 with vfs).
-STORE_USERS=(bcovl:4:overlay bcp5:5:vfs bcp5ovl:5:overlay)
+STORE_USERS=(bcovl:4:overlay bcp5:5:vfs bcp5ovl:5:overlay bcfuse:4:fuse-overlayfs)
 PODMAN5_VERSION=v5.8.2
 PODMAN5_DIR=/opt/podman5
 # The account baicommit-manager runs as in the tests (agents trust its MUNGE credentials).
@@ -306,8 +306,13 @@ ensure_store_user() {
         touch "$home/.config/baicommit-test-podman5"
     fi
     conf="$home/.config/containers/storage.conf"
-    local want
-    want="$(printf '[storage]\ndriver = "%s"\nrunroot = "/tmp/podman-run-%s/containers"\ngraphroot = "%s/.local/share/containers/storage"\n' "$driver" "$uid" "$home")"
+    local want extra=""
+    if [[ "$driver" == fuse-overlayfs ]]; then
+        # The overlay driver through FUSE (what nodes without native rootless overlay use).
+        driver=overlay
+        extra='[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+    fi
+    want="$(printf "[storage]\\ndriver = \"%s\"\\nrunroot = \"/tmp/podman-run-%s/containers\"\\ngraphroot = \"%s/.local/share/containers/storage\"\\n$extra" "$driver" "$uid" "$home")"
     if [[ ! -f "$conf" ]] || [[ "$(cat "$conf")" != "$want" ]]; then
         printf '%s\n' "$want" >"$conf"
         log "user $user: $driver storage, Podman $version"

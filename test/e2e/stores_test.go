@@ -31,6 +31,7 @@ func stores(t *testing.T) []store {
 		{user: "bcovl", podman: "/usr/bin/podman", driver: "overlay", name: "podman4-overlay"},
 		{user: "bcp5", podman: podman5, driver: "vfs", name: "podman5-vfs"},
 		{user: "bcp5ovl", podman: podman5, driver: "overlay", name: "podman5-overlay"},
+		{user: "bcfuse", podman: "/usr/bin/podman", driver: "overlay", name: "podman4-fuse-overlayfs"},
 	}
 	for _, s := range all {
 		if _, err := os.Stat(s.podman); err != nil {
