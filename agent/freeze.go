@@ -534,6 +534,27 @@ const cleanupTimeout = 2 * time.Minute
 // unpauseStale unpauses the container of a task an earlier agent paused
 // and did not live to unpause.
 func (a *Agent) unpauseStale(t api.Task) {
+	a.cleanUpAfter(t, "unpause the container", func(ctx context.Context, conn Podman) error {
+		err := conn.Unpause(ctx, t.ContainerID)
+		if errors.Is(err, podman.ErrNoSuchContainer) {
+			return nil
+		}
+		return err
+	})
+}
+
+// dropStaleImage removes the intermediate image of a task an earlier
+// agent did not finish.
+func (a *Agent) dropStaleImage(t api.Task) {
+	a.cleanUpAfter(t, "remove the intermediate image", func(ctx context.Context, conn Podman) error {
+		a.dropImage(ctx, conn, t.ID, t.Image, t.ImageID)
+		return nil
+	})
+}
+
+// cleanUpAfter does what an interrupted task t left undone in its owner's
+// Podman, within cleanupTimeout, and logs how it went.
+func (a *Agent) cleanUpAfter(t api.Task, what string, do func(context.Context, Podman) error) {
 	defer a.wg.Done()
 	u, err := a.accounts.Lookup(strconv.Itoa(t.OwnerUID))
 	if err != nil {
@@ -543,29 +564,11 @@ func (a *Agent) unpauseStale(t api.Task) {
 	defer cancel()
 	conn, err := a.connect(ctx, u)
 	if err == nil {
-		err = conn.Unpause(ctx, t.ContainerID)
+		err = do(ctx, conn)
 	}
-	if err != nil && !errors.Is(err, podman.ErrNoSuchContainer) {
-		a.log.Error("could not unpause the container of an interrupted freeze", "task", t.ID, "container", t.Container, "err", err)
-		return
-	}
-	a.log.Info("unpaused the container of an interrupted freeze", "task", t.ID, "container", t.Container)
-}
-
-// dropStaleImage removes the intermediate image of a task an earlier
-// agent did not finish.
-func (a *Agent) dropStaleImage(t api.Task) {
-	defer a.wg.Done()
-	u, err := a.accounts.Lookup(strconv.Itoa(t.OwnerUID))
 	if err != nil {
+		a.log.Error("could not "+what+" of an interrupted freeze", "task", t.ID, "container", t.Container, "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(a.ctx, cleanupTimeout)
-	defer cancel()
-	conn, err := a.connect(ctx, u)
-	if err != nil {
-		a.log.Warn("could not remove the intermediate image of an interrupted task", "task", t.ID, "image", t.ImageID, "err", err)
-		return
-	}
-	a.dropImage(ctx, conn, t.ID, t.Image, t.ImageID)
+	a.log.Info("cleaned up after an interrupted freeze: "+what, "task", t.ID, "container", t.Container)
 }

@@ -101,21 +101,8 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 	}()
 
 	var read atomic.Int64
-	stop := make(chan struct{})
-	ticked := make(chan struct{})
-	go func() {
-		defer close(ticked)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				emit(messages.Event{Event: messages.EventProgress, Read: read.Load(), Written: out.Written()})
-			}
-		}
-	}()
+	stopProgress := reportProgress(emit, &read, 0, out)
+	defer stopProgress()
 	aw := &archiveWriter{tw: tar.NewWriter(out), mtime: time.Now().UTC()}
 	configDigest, werr := rewriteDockerArchive(countingReader{pr, &read}, aw, tagged.String())
 	if werr == nil {
@@ -127,8 +114,7 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		pr.Close()
 	}
 	cerr := <-copyErr
-	close(stop)
-	<-ticked
+	stopProgress()
 	if werr != nil {
 		return fmt.Errorf("write archive: %w", werr)
 	}
