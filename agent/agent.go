@@ -28,6 +28,7 @@ type Agent struct {
 	store    *taskstore.Store
 	podman   Podmans
 	helpers  Helpers
+	loader   Loader
 	accounts identity.Accounts
 	// manager checks requests relayed by baicommit-manager.
 	manager *managerAuth
@@ -59,6 +60,8 @@ type Deps struct {
 	Binary string
 	// Accounts finds users (default: the system's).
 	Accounts identity.Accounts
+	// Loader loads kept images (default: the owner's podman load).
+	Loader Loader
 }
 
 // New opens the task store, fails what an earlier agent left running and
@@ -74,6 +77,9 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 			Podman:      cfg.Podman,
 			Log:         log,
 		}}
+	}
+	if deps.Loader == nil {
+		deps.Loader = podman.Loader{Podman: cfg.Podman}
 	}
 	if deps.Helpers == nil {
 		if deps.Binary == "" {
@@ -95,6 +101,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		store:    store,
 		podman:   deps.Podman,
 		helpers:  deps.Helpers,
+		loader:   deps.Loader,
 		accounts: deps.Accounts,
 		manager:  manager,
 		log:      log,
@@ -138,9 +145,13 @@ func (a *Agent) recover() error {
 				cancel()
 			}
 		}
-		if r.ImageID != "" && !a.cfg.KeepImage {
+		if r.ImageID != "" && !a.cfg.KeepImage && r.Method != api.MethodDirect {
 			a.wg.Add(1)
 			go a.dropStaleImage(r.Task)
+		}
+		if r.Paused {
+			a.wg.Add(1)
+			go a.unpauseStale(r.Task)
 		}
 		r.State, r.Phase = api.StateFailed, ""
 		r.Error = "the agent restarted while this freeze was running; no archive was written. Run the freeze again."
@@ -223,6 +234,11 @@ func clone(r *taskstore.Record) *taskstore.Record {
 	if r.Push != nil {
 		p := *r.Push
 		cp.Push = &p
+	}
+	if r.Exclusions != nil {
+		e := *r.Exclusions
+		e.Placeholders, e.Patterns = slices.Clone(e.Placeholders), slices.Clone(e.Patterns)
+		cp.Exclusions = &e
 	}
 	return &cp
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,12 +45,14 @@ type fakePodmans struct {
 	mu sync.Mutex
 	// containers are each user's containers by name.
 	containers map[string]map[string]*podman.Container
-	// cannotPause makes a commit that pauses fail as rootless cgroup v1 does.
+	// cannotPause makes a pause fail as rootless cgroup v1 does.
 	cannotPause bool
 	commits     []podman.CommitOptions
-	removed     []string
-	tagged      [][2]string
-	nextImage   int
+	// paused and unpaused record Pause and Unpause calls by container id.
+	paused, unpaused []string
+	removed          []string
+	tagged           [][2]string
+	nextImage        int
 	// down makes Connect fail.
 	down bool
 }
@@ -137,6 +140,40 @@ func (p *fakePodman) Commit(_ context.Context, id string, o podman.CommitOptions
 
 func (p *fakePodman) ImageSize(context.Context, string) (int64, error) { return 4 << 20, nil }
 
+func (p *fakePodman) Pause(_ context.Context, id string) error {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	c, err := p.find(id)
+	if err != nil {
+		return err
+	}
+	if p.f.cannotPause {
+		return fmt.Errorf("%w: can not pause containers on rootless containers with cgroup V1", podman.ErrCannotPause)
+	}
+	c.State = "paused"
+	p.f.paused = append(p.f.paused, c.ID)
+	return nil
+}
+
+func (p *fakePodman) Unpause(_ context.Context, id string) error {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	c, err := p.find(id)
+	if err != nil {
+		return err
+	}
+	c.State = "running"
+	p.f.unpaused = append(p.f.unpaused, c.ID)
+	return nil
+}
+
+// calls returns copies of the recorded calls.
+func (f *fakePodmans) calls() (commits []podman.CommitOptions, paused, unpaused, removed []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.commits), slices.Clone(f.paused), slices.Clone(f.unpaused), slices.Clone(f.removed)
+}
+
 func (p *fakePodman) Stop(_ context.Context, id string) error {
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
@@ -211,7 +248,7 @@ func testConfig(t *testing.T) Config {
 
 func newTestAgent(t *testing.T, cfg Config, podmans *fakePodmans, helpers *fakeHelpers) *testAgent {
 	t.Helper()
-	a, err := New(cfg, Deps{Podman: podmans, Helpers: helpers, Accounts: testAccounts()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(cfg, Deps{Podman: podmans, Helpers: helpers, Accounts: testAccounts(), Loader: noLoader{}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	assert.NilError(t, err)
 	t.Cleanup(func() { a.Close() })
 	return &testAgent{Agent: a, podmans: podmans, helpers: helpers, cfg: cfg}
@@ -221,4 +258,11 @@ func newTestAgent(t *testing.T, cfg Config, podmans *fakePodmans, helpers *fakeH
 func (ta *testAgent) caller(name string) Caller {
 	u := testAccounts()[name]
 	return identity.NewCaller(testAccounts(), ta.cfg.Admins, u.UID)
+}
+
+// noLoader refuses to load kept images.
+type noLoader struct{}
+
+func (noLoader) Load(context.Context, *identity.User, string) error {
+	return fmt.Errorf("no Podman to load into here")
 }

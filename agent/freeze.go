@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -269,19 +271,168 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 	if state, err = a.stopFirst(ctx, conn, r, state); err != nil {
 		return err
 	}
-	// Podman's info endpoint takes a third of a second; it runs while the
-	// commit does.
-	type storeResult struct {
-		store podman.Store
-		err   error
+	st, err := conn.Store(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
 	}
-	storec := make(chan storeResult, 1)
-	go func() {
-		st, err := conn.Store(ctx)
-		storec <- storeResult{st, err}
-	}()
+	if a.cfg.FreezeMethod == policy.FreezeCommit {
+		return a.freezeByCommit(ctx, conn, r, u, state, st)
+	}
+	err = a.freezeDirect(ctx, conn, r, u, state, st)
+	var he *helperError
+	if errors.As(err, &he) && he.unsupported {
+		a.update(r, func(r *taskstore.Record) {
+			r.Warnings = append(r.Warnings, "the container could not be read directly ("+he.msg+"), so it was frozen through podman commit instead")
+		})
+		a.log.Info("freeze falls back to podman commit", "task", r.ID, "why", he.msg)
+		return a.freezeByCommit(ctx, conn, r, u, state, st)
+	}
+	return err
+}
 
-	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseCommitting })
+// freezeDirect has the owner-side helper write the archive straight from
+// the container's storage, the container paused meanwhile where the
+// runtime can pause it.
+func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Record, u *identity.User, state string, st podman.Store) error {
+	ctr, err := conn.Inspect(ctx, r.ContainerID)
+	if err != nil {
+		if errors.Is(err, podman.ErrNoSuchContainer) {
+			return userErr(KindNotFound, "container %s disappeared before it could be frozen", r.Container)
+		}
+		return fmt.Errorf("inspect %s: %w", r.Container, err)
+	}
+	if state == "running" {
+		if unpause := a.pause(ctx, conn, r); unpause != nil {
+			defer unpause()
+		}
+	}
+	a.update(r, func(r *taskstore.Record) { r.Phase, r.Method = api.PhaseExporting, api.MethodDirect })
+	t0 := time.Now()
+	mode, _ := a.cfg.Mode()
+	spec := messages.Spec{
+		Op: messages.OpFreeze, Root: r.Root, Dir: r.Dir, Name: filepath.Base(r.Archive.Path), Temp: r.Temp,
+		SidecarName: filepath.Base(r.Archive.Sidecar), RepoTag: r.Image,
+		Store:    messages.Store{GraphRoot: st.GraphRoot, RunRoot: st.RunRoot, Driver: st.Driver},
+		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
+		ContainerID: r.ContainerID,
+		Container: &messages.Container{
+			Entrypoint: ctr.Entrypoint, Cmd: ctr.Cmd, Env: ctr.Env, WorkingDir: ctr.WorkingDir, User: ctr.User,
+			Labels: ctr.Labels, ExposedPorts: ctr.ExposedPorts, Volumes: ctr.AnonymousVolumes, Mounts: ctr.Mounts,
+		},
+		Exclude: a.cfg.Exclude, Labels: provenance(r), Comment: "frozen by baicommit task " + r.ID,
+		Sidecar: a.sidecar(r, state, ""),
+	}
+	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
+		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
+		if ev.Total > 0 {
+			r.Progress.BytesTotal = ev.Total
+		}
+		r.Progress.SecondsLeft = secondsLeft(ev.Read, r.Progress.BytesTotal, time.Since(t0))
+	})
+	if err != nil {
+		return err
+	}
+	a.update(r, func(r *taskstore.Record) {
+		r.Phase = api.PhaseFinishing
+		r.Durations.Export = time.Since(t0).Seconds()
+		r.Progress.BytesRead, r.Progress.BytesWritten, r.Progress.BytesTotal = done.Read, done.Written, done.Read
+		r.Progress.SecondsLeft = 0
+		r.Archive.SHA256, r.Archive.Size, r.Archive.Uncompressed = done.SHA256, done.Size, done.Read
+		r.ImageID, r.Exclusions = done.ImageID, done.Exclusions
+	})
+	if a.cfg.KeepImage {
+		a.keepImage(ctx, u, r)
+	}
+	return nil
+}
+
+// secondsLeft estimates the time to go at the pace so far (0 until there
+// is a pace to go by).
+func secondsLeft(done, total int64, took time.Duration) float64 {
+	if done <= 0 || total <= done || took < time.Second {
+		return 0
+	}
+	return took.Seconds() * float64(total-done) / float64(done)
+}
+
+// pause pauses a running container for a consistent read and returns
+// what unpauses it (nil if it was not paused: the runtime cannot, and the
+// task says so). The task records the pause first, so that an agent that
+// dies meanwhile unpauses it when it starts again.
+func (a *Agent) pause(ctx context.Context, conn Podman, r *taskstore.Record) func() {
+	a.update(r, func(r *taskstore.Record) { r.Phase, r.Paused = api.PhasePausing, true })
+	err := conn.Pause(ctx, r.ContainerID)
+	if err != nil {
+		a.update(r, func(r *taskstore.Record) {
+			r.Paused = false
+			if errors.Is(err, podman.ErrCannotPause) {
+				r.Warnings = append(r.Warnings, "the container could not be paused (rootless on cgroup v1), so it was frozen while running; files being written at that moment may be inconsistent")
+			} else {
+				r.Warnings = append(r.Warnings, "the container could not be paused ("+err.Error()+"), so it was frozen while running; files being written at that moment may be inconsistent")
+			}
+		})
+		return nil
+	}
+	return func() {
+		// The task's context may be cancelled; the container must run on.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := conn.Unpause(uctx, r.ContainerID); err != nil && !errors.Is(err, podman.ErrNoSuchContainer) {
+			a.log.Error("could not unpause a container after its freeze", "task", r.ID, "container", r.Container, "err", err)
+			return
+		}
+		a.update(r, func(r *taskstore.Record) { r.Paused = false })
+	}
+}
+
+// keepImage loads the published archive into the owner's Podman (the
+// owner's own podman reads it, not the agent), so that the frozen image
+// is there under its name: only then does a freeze use the node's disk.
+func (a *Agent) keepImage(ctx context.Context, u *identity.User, r *taskstore.Record) {
+	ctx, cancel := context.WithTimeout(ctx, keepImageTimeout)
+	defer cancel()
+	if err := a.loader.Load(ctx, u, r.Archive.Path); err != nil {
+		a.update(r, func(r *taskstore.Record) {
+			r.Warnings = append(r.Warnings, "keep_image: the archive is complete, but loading it into your Podman failed: "+err.Error())
+		})
+		a.log.Warn("could not load a kept image", "task", r.ID, "err", err)
+	}
+}
+
+// keepImageTimeout bounds the load of a kept image.
+const keepImageTimeout = 30 * time.Minute
+
+// provenance are the labels every frozen image carries.
+func provenance(r *taskstore.Record) map[string]string {
+	l := map[string]string{}
+	for _, kv := range [][2]string{
+		{LabelSourceContainer, r.Container}, {LabelSourceID, r.ContainerID}, {LabelBaseImage, r.BaseImage},
+		{LabelNode, r.Node}, {LabelUser, r.Owner}, {LabelJob, r.Job},
+		{LabelCreated, r.Created.Format(time.RFC3339)}, {LabelTask, r.ID},
+	} {
+		if kv[1] != "" {
+			l[kv[0]] = kv[1]
+		}
+	}
+	return l
+}
+
+// sidecar is what the archive's sidecar says of task r; the helper adds
+// the digest, the size and what it left out.
+func (a *Agent) sidecar(r *taskstore.Record, state, imageID string) api.Sidecar {
+	return api.Sidecar{
+		Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
+		BaseImage: r.BaseImage, Node: r.Node, User: r.Owner, UID: r.OwnerUID, Job: r.Job, Task: r.ID,
+		ContainerState: state, Created: r.Created,
+		ContainerExit: r.ExitCode, JobExit: r.JobExit, Trigger: r.Trigger,
+	}
+}
+
+// freezeByCommit is the commit path: podman commit (paused where the
+// runtime can), then the helper exports the committed image from the
+// owner's storage.
+func (a *Agent) freezeByCommit(ctx context.Context, conn Podman, r *taskstore.Record, u *identity.User, state string, st podman.Store) error {
+	a.update(r, func(r *taskstore.Record) { r.Phase, r.Method = api.PhaseCommitting, api.MethodCommit })
 	t0 := time.Now()
 	imageID, warn, err := a.commit(ctx, conn, r, state)
 	if err != nil {
@@ -301,26 +452,18 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 		// headers: a good enough total for a progress bar.
 		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = size })
 	}
-
-	sr := <-storec
-	if sr.err != nil {
-		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, sr.err)
-	}
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
 	t1 := time.Now()
 	mode, _ := a.cfg.Mode()
 	file, sidecar := filepath.Base(r.Archive.Path), filepath.Base(r.Archive.Sidecar)
+	sc := a.sidecar(r, state, imageID)
+	sc.Method = api.MethodCommit
 	spec := messages.Spec{
 		Op: messages.OpArchiveImage, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
 		ImageID: imageID, RepoTag: r.Image,
-		Store:    messages.Store{GraphRoot: sr.store.GraphRoot, RunRoot: sr.store.RunRoot, Driver: sr.store.Driver},
+		Store:    messages.Store{GraphRoot: st.GraphRoot, RunRoot: st.RunRoot, Driver: st.Driver},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
-		Sidecar: api.Sidecar{
-			Image: r.Image, ImageID: imageID, SourceContainer: r.Container, SourceID: r.ContainerID,
-			BaseImage: r.BaseImage, Node: r.Node, User: r.Owner, UID: r.OwnerUID, Job: r.Job, Task: r.ID,
-			ContainerState: state, Created: r.Created,
-			ContainerExit: r.ExitCode, JobExit: r.JobExit, Trigger: r.Trigger,
-		},
+		Sidecar: sc,
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
@@ -340,20 +483,14 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 // commit commits the container with provenance labels, pausing it when it
 // runs and the runtime can pause it.
 func (a *Agent) commit(ctx context.Context, conn Podman, r *taskstore.Record, state string) (id, warning string, err error) {
-	labels := [][2]string{
-		{LabelSourceContainer, r.Container}, {LabelSourceID, r.ContainerID}, {LabelBaseImage, r.BaseImage},
-		{LabelNode, r.Node}, {LabelUser, r.Owner}, {LabelJob, r.Job},
-		{LabelCreated, r.Created.Format(time.RFC3339)}, {LabelTask, r.ID},
-	}
+	labels := provenance(r)
 	var changes []string
-	for _, l := range labels {
-		if l[1] == "" {
-			continue
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		v := labels[k]
+		if strings.ContainsAny(v, "\"\\\n\r\t ") {
+			return "", "", fmt.Errorf("label %s=%q cannot be recorded", k, v)
 		}
-		if strings.ContainsAny(l[1], "\"\\\n\r\t ") {
-			return "", "", fmt.Errorf("label %s=%q cannot be recorded", l[0], l[1])
-		}
-		changes = append(changes, fmt.Sprintf("LABEL %s=\"%s\"", l[0], l[1]))
+		changes = append(changes, fmt.Sprintf("LABEL %s=\"%s\"", k, v))
 	}
 	opts := podman.CommitOptions{Changes: changes, Comment: "frozen by baicommit task " + r.ID, Pause: state == "running"}
 	id, err = conn.Commit(ctx, r.ContainerID, opts)
@@ -394,9 +531,30 @@ func (a *Agent) dropImage(ctx context.Context, conn Podman, task, name, id strin
 // cleanupTimeout bounds each clean-up call to a user's Podman.
 const cleanupTimeout = 2 * time.Minute
 
+// unpauseStale unpauses the container of a task an earlier agent paused
+// and did not live to unpause.
+func (a *Agent) unpauseStale(t api.Task) {
+	a.cleanUpAfter(t, "unpause the container", func(ctx context.Context, conn Podman) error {
+		err := conn.Unpause(ctx, t.ContainerID)
+		if errors.Is(err, podman.ErrNoSuchContainer) {
+			return nil
+		}
+		return err
+	})
+}
+
 // dropStaleImage removes the intermediate image of a task an earlier
 // agent did not finish.
 func (a *Agent) dropStaleImage(t api.Task) {
+	a.cleanUpAfter(t, "remove the intermediate image", func(ctx context.Context, conn Podman) error {
+		a.dropImage(ctx, conn, t.ID, t.Image, t.ImageID)
+		return nil
+	})
+}
+
+// cleanUpAfter does what an interrupted task t left undone in its owner's
+// Podman, within cleanupTimeout, and logs how it went.
+func (a *Agent) cleanUpAfter(t api.Task, what string, do func(context.Context, Podman) error) {
 	defer a.wg.Done()
 	u, err := a.accounts.Lookup(strconv.Itoa(t.OwnerUID))
 	if err != nil {
@@ -405,9 +563,12 @@ func (a *Agent) dropStaleImage(t api.Task) {
 	ctx, cancel := context.WithTimeout(a.ctx, cleanupTimeout)
 	defer cancel()
 	conn, err := a.connect(ctx, u)
+	if err == nil {
+		err = do(ctx, conn)
+	}
 	if err != nil {
-		a.log.Warn("could not remove the intermediate image of an interrupted task", "task", t.ID, "image", t.ImageID, "err", err)
+		a.log.Error("could not "+what+" of an interrupted freeze", "task", t.ID, "container", t.Container, "err", err)
 		return
 	}
-	a.dropImage(ctx, conn, t.ID, t.Image, t.ImageID)
+	a.log.Info("cleaned up after an interrupted freeze: "+what, "task", t.ID, "container", t.Container)
 }

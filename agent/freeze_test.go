@@ -17,6 +17,7 @@ import (
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/policy"
 )
 
 // These tests drive the freeze path through fakes of Podman and of the
@@ -139,46 +140,121 @@ func TestFreezePlacement(t *testing.T) {
 			specs := helpers.specs()
 			assert.Assert(t, is.Len(specs, 1))
 			spec := specs[0]
-			assert.Check(t, is.Equal(spec.Op, messages.OpArchiveImage))
+			assert.Check(t, is.Equal(spec.Op, messages.OpFreeze))
+			assert.Check(t, is.Equal(done.Method, api.MethodDirect))
 			assert.Check(t, is.Equal(spec.Dir, tc.wantDir))
 			assert.Check(t, strings.HasPrefix(tc.wantDir, spec.Root+"/"), "root %s", spec.Root)
 			assert.Check(t, is.Equal(spec.Name+"", done.Archive.Path[len(tc.wantDir)+1:]))
 			assert.Check(t, strings.HasPrefix(spec.Temp, ".baicommit-"+taskToken(task.ID)+".n1"), spec.Temp)
 			assert.Check(t, is.Equal(spec.Sidecar.User, "alice"))
 			assert.Check(t, is.Equal(spec.Sidecar.Task, task.ID))
-			// The intermediate image is gone again.
-			assert.Check(t, is.DeepEqual(podmans.removed, []string{"image1"}))
+			// No commit, no image: the helper read the container itself.
+			commits, _, _, removed := podmans.calls()
+			assert.Check(t, is.Len(commits, 0))
+			assert.Check(t, is.Len(removed, 0))
 		})
 	}
 }
 
-// A running container is committed paused; where the runtime cannot pause
-// it (rootless on cgroup v1), it is committed running, with a warning.
+// A running container is paused for the freeze and unpaused after it;
+// where the runtime cannot pause it (rootless on cgroup v1), it is frozen
+// running, with a warning. The commit path pauses through the commit.
 func TestFreezePauseFallback(t *testing.T) {
-	for _, cannot := range []bool{false, true} {
-		t.Run(map[bool]string{false: "pauses", true: "cannot pause"}[cannot], func(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		method      string
+		cannotPause bool
+		warning     string
+	}{
+		{name: "direct, pauses", method: policy.FreezeDirect},
+		{name: "direct, cannot pause", method: policy.FreezeDirect, cannotPause: true, warning: "could not be paused (rootless on cgroup v1), so it was frozen while running"},
+		{name: "commit, pauses", method: policy.FreezeCommit},
+		{name: "commit, cannot pause", method: policy.FreezeCommit, cannotPause: true, warning: "could not be paused (rootless on cgroup v1), so it was committed while running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.FreezeMethod = tc.method
 			podmans := newFakePodmans()
-			podmans.add("alice", "work", nil)
-			podmans.cannotPause = cannot
-			ta := newTestAgent(t, testConfig(t), podmans, &fakeHelpers{})
+			ctr := podmans.add("alice", "work", nil)
+			podmans.cannotPause = tc.cannotPause
+			ta := newTestAgent(t, cfg, podmans, &fakeHelpers{})
 			c := ta.caller("alice")
 			task, err := ta.Freeze(context.Background(), c, api.FreezeRequest{Container: "work"})
 			assert.NilError(t, err)
 			done := ta.wait(t, c, task.ID)
 			assert.Assert(t, is.Equal(done.State, api.StateSucceeded), done.Error)
-			var pauses []bool
-			for _, o := range podmans.commits {
-				pauses = append(pauses, o.Pause)
-			}
-			if !cannot {
-				assert.Check(t, is.DeepEqual(pauses, []bool{true}))
+			assert.Check(t, is.Equal(done.Method, tc.method))
+			commits, paused, unpaused, removed := podmans.calls()
+			if tc.warning != "" {
+				assert.Check(t, is.Contains(strings.Join(done.Warnings, "\n"), tc.warning))
+			} else {
 				assert.Check(t, is.Len(done.Warnings, 0))
+			}
+			if tc.method == policy.FreezeCommit {
+				var pauses []bool
+				for _, o := range commits {
+					pauses = append(pauses, o.Pause)
+				}
+				want := []bool{true}
+				if tc.cannotPause {
+					want = []bool{true, false}
+				}
+				assert.Check(t, is.DeepEqual(pauses, want))
+				assert.Check(t, is.DeepEqual(removed, []string{"image1"}), "the intermediate image is removed")
 				return
 			}
-			assert.Check(t, is.DeepEqual(pauses, []bool{true, false}))
-			assert.Check(t, is.Contains(strings.Join(done.Warnings, "\n"), "could not be paused (rootless on cgroup v1), so it was committed while running"))
+			assert.Check(t, is.Len(commits, 0))
+			if tc.cannotPause {
+				assert.Check(t, is.Len(paused, 0))
+				assert.Check(t, is.Len(unpaused, 0))
+			} else {
+				assert.Check(t, is.DeepEqual(paused, []string{ctr.ID}))
+				assert.Check(t, is.DeepEqual(unpaused, []string{ctr.ID}), "unpaused after the freeze")
+			}
 		})
 	}
+}
+
+// A setup the direct freeze cannot read falls back to the commit path,
+// and the task says why; a failed direct freeze still unpauses.
+func TestFreezeFallsBackToCommit(t *testing.T) {
+	podmans := newFakePodmans()
+	ctr := podmans.add("alice", "work", nil)
+	helpers := &fakeHelpers{}
+	helpers.run = func(_ *identity.User, spec messages.Spec, emit func(messages.Event)) error {
+		if spec.Op == messages.OpFreeze {
+			return &helperError{msg: "layer 1 of the image is not in the store's own layers", unsupported: true}
+		}
+		emit(messages.Event{Event: messages.EventDone, SHA256: strings.Repeat("ab", 32), Size: 3})
+		return nil
+	}
+	ta := newTestAgent(t, testConfig(t), podmans, helpers)
+	c := ta.caller("alice")
+	task, err := ta.Freeze(context.Background(), c, api.FreezeRequest{Container: "work"})
+	assert.NilError(t, err)
+	done := ta.wait(t, c, task.ID)
+	assert.Assert(t, is.Equal(done.State, api.StateSucceeded), done.Error)
+	assert.Check(t, is.Equal(done.Method, api.MethodCommit))
+	assert.Check(t, is.Contains(strings.Join(done.Warnings, "\n"), "could not be read directly (layer 1 of the image is not in the store's own layers), so it was frozen through podman commit instead"))
+	var ops []string
+	for _, s := range helpers.specs() {
+		ops = append(ops, s.Op)
+	}
+	assert.Check(t, is.DeepEqual(ops, []string{messages.OpFreeze, messages.OpArchiveImage}))
+	_, paused, unpaused, _ := podmans.calls()
+	assert.Check(t, is.DeepEqual(paused, []string{ctr.ID}))
+	assert.Check(t, is.DeepEqual(unpaused, []string{ctr.ID}))
+	got, _ := ta.Task(c, task.ID)
+	assert.Check(t, !taskPaused(t, ta, got.ID))
+}
+
+// taskPaused reads whether the store still says the task's container is
+// paused.
+func taskPaused(t *testing.T, ta *testAgent, id string) bool {
+	t.Helper()
+	r, err := ta.store.Get(id)
+	assert.NilError(t, err)
+	return r.Paused
 }
 
 // blockingHelpers holds every helper run until released.
@@ -269,11 +345,18 @@ func TestRestartRecovery(t *testing.T) {
 		Dir: "/srv/bc/alice", Root: "/srv/bc", Temp: ".baicommit-0123456789ab.n1.partial",
 	}
 	done := &taskstore.Record{Task: api.Task{ID: "fedcba987654.n1", State: api.StateSucceeded, OwnerUID: 1000, Node: "n1", Created: time.Now().UTC()}}
+	podmans := newFakePodmans()
+	ctr := podmans.add("alice", "work", nil)
+	paused := &taskstore.Record{
+		Task: api.Task{ID: "aaaaaaaaaaaa.n1", State: api.StateRunning, Phase: api.PhaseExporting, Method: api.MethodDirect,
+			Container: "work", ContainerID: ctr.ID, Owner: "alice", OwnerUID: 1000, Node: "n1", Created: time.Now().UTC()},
+		Paused: true,
+	}
 	assert.NilError(t, store.Put(rec))
 	assert.NilError(t, store.Put(done))
+	assert.NilError(t, store.Put(paused))
 	assert.NilError(t, store.Close())
 
-	podmans := newFakePodmans()
 	helpers := &fakeHelpers{}
 	ta := newTestAgent(t, cfg, podmans, helpers)
 	c := ta.caller("alice")
@@ -286,13 +369,21 @@ func TestRestartRecovery(t *testing.T) {
 	assert.Assert(t, is.Len(specs, 1))
 	assert.Check(t, is.DeepEqual(specs[0], messages.Spec{Op: messages.OpRemove, Root: "/srv/bc", Dir: "/srv/bc/alice", Temp: rec.Temp}))
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		podmans.mu.Lock()
-		defer podmans.mu.Unlock()
-		if slices.Contains(podmans.removed, "image7") {
+		if _, _, _, removed := podmans.calls(); slices.Contains(removed, "image7") {
 			return poll.Success()
 		}
 		return poll.Continue("image not removed yet")
 	}, poll.WithTimeout(5*time.Second))
+	// The container a dead agent left paused runs again.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if _, _, unpaused, _ := podmans.calls(); slices.Contains(unpaused, ctr.ID) {
+			return poll.Success()
+		}
+		return poll.Continue("container not unpaused yet")
+	}, poll.WithTimeout(5*time.Second))
+	got, err = ta.Task(c, paused.ID)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(got.State, api.StateFailed))
 	// A finished task is left as it was.
 	got, err = ta.Task(c, done.ID)
 	assert.NilError(t, err)

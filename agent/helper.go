@@ -22,6 +22,9 @@ type helperError struct {
 	msg     string
 	noSpace bool
 	denied  bool
+	// unsupported: the direct freeze cannot read this setup and wrote
+	// nothing; the commit path can.
+	unsupported bool
 }
 
 func (e *helperError) Error() string { return e.msg }
@@ -79,7 +82,7 @@ func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Sp
 	var failed *helperError
 	derr := messages.Decode(out, func(ev messages.Event) {
 		if ev.Event == messages.EventError {
-			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied}
+			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied, unsupported: ev.Unsupported}
 			return
 		}
 		onEvent(ev)

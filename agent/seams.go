@@ -23,6 +23,10 @@ type Podman interface {
 	// (podman.ErrCannotPause when asked to pause and it cannot).
 	Commit(ctx context.Context, id string, o podman.CommitOptions) (string, error)
 	ImageSize(ctx context.Context, id string) (int64, error)
+	// Pause and Unpause freeze and thaw a running container's processes
+	// (podman.ErrCannotPause where the runtime cannot).
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
 	Stop(ctx context.Context, id string) error
 	TagImage(ctx context.Context, id, name string) error
 	RemoveImage(ctx context.Context, id string) error
@@ -41,6 +45,12 @@ type Helpers interface {
 	// to onEvent; a helper's own error event is returned as a
 	// *HelperError.
 	Run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error
+}
+
+// Loader loads an archive into a user's Podman, read by that user's own
+// podman (keep_image).
+type Loader interface {
+	Load(ctx context.Context, u *identity.User, archive string) error
 }
 
 // connector adapts package podman's Connector to Podmans.

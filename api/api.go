@@ -178,8 +178,9 @@ const (
 // Phases of a running task.
 const (
 	PhaseConnecting = "connecting" // reaching the owner's Podman
-	PhaseCommitting = "committing" // podman commit
-	PhaseExporting  = "exporting"  // reading the image, compressing, writing
+	PhasePausing    = "pausing"    // pausing the container for a consistent read
+	PhaseCommitting = "committing" // podman commit (the commit path only)
+	PhaseExporting  = "exporting"  // reading the layers, compressing, writing
 	PhaseFinishing  = "finishing"  // fsync, rename, sidecar, image clean-up
 	PhasePushing    = "pushing"    // pushing the archive to a registry
 )
@@ -214,7 +215,20 @@ type Task struct {
 	// Push is set when the freeze was asked to push; a failed push leaves
 	// the task succeeded (the archive is there) with Push.State failed.
 	Push *PushStatus `json:"push,omitempty"`
+
+	// Method is how the freeze was made: "direct" (the archive written
+	// from the container's storage) or "commit" (podman commit, then the
+	// image exported), with Warnings saying why it fell back.
+	Method string `json:"method,omitempty"`
+	// Exclusions says what the freeze left out of the archive.
+	Exclusions *Exclusions `json:"exclusions,omitempty"`
 }
+
+// Freeze methods (Task.Method, Sidecar.Method).
+const (
+	MethodDirect = "direct"
+	MethodCommit = "commit"
+)
 
 // Done reports whether the task reached a final state.
 func (t *Task) Done() bool { return t.State == StateSucceeded || t.State == StateFailed }
@@ -235,8 +249,13 @@ type Progress struct {
 	BytesRead int64 `json:"bytes_read"`
 	// BytesWritten counts compressed bytes written to the archive so far.
 	BytesWritten int64 `json:"bytes_written"`
-	// BytesTotal estimates BytesRead at the end (the image size), 0 if unknown.
+	// BytesTotal is BytesRead at the end: exact from a freeze's first
+	// second on the direct path (an estimate, the image size, on the
+	// commit path); 0 while unknown.
 	BytesTotal int64 `json:"bytes_total,omitempty"`
+	// SecondsLeft estimates the time to the end of the archive, from the
+	// pace so far; 0 while unknown.
+	SecondsLeft float64 `json:"seconds_left,omitempty"`
 }
 
 // Durations of the phases, in seconds.
@@ -292,6 +311,25 @@ type Sidecar struct {
 	Trigger string `json:"trigger,omitempty"`
 	// Pushes lists where the archive was pushed, oldest first.
 	Pushes []PushRecord `json:"pushes,omitempty"`
+
+	// Exclusions says what a freeze left out of the archive.
+	Exclusions *Exclusions `json:"exclusions,omitempty"`
+	// Method is how the archive was made: "direct" (read from the
+	// container's storage) or "commit" (through podman commit).
+	Method string `json:"method,omitempty"`
+}
+
+// Exclusions is what a freeze left out of the container's changes.
+type Exclusions struct {
+	// Placeholders are the empty files and directories the runtime made
+	// only to mount something over (bind mounts, volumes, devices,
+	// /etc/hosts …), as container paths.
+	Placeholders []string `json:"placeholders,omitempty"`
+	// Patterns are the exclusion patterns applied, and Entries and Bytes
+	// what they removed.
+	Patterns []string `json:"patterns,omitempty"`
+	Entries  int      `json:"entries,omitempty"`
+	Bytes    int64    `json:"bytes,omitempty"`
 }
 
 // ArchiveEntry is one archive found through its sidecar.

@@ -9,6 +9,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -40,6 +41,14 @@ type Policy struct {
 	// ScrubEnv lists glob patterns of environment variable names removed
 	// from the frozen image's config.
 	ScrubEnv []string `toml:"scrub_env"`
+	// FreezeMethod is how freezes are made: FreezeDirect (read the
+	// container's storage, the default) or FreezeCommit (podman commit,
+	// then export the image).
+	FreezeMethod string `toml:"freeze_method"`
+	// Exclude are glob patterns of container paths (path.Match, absolute)
+	// left out of every freeze with everything below them.
+	Exclude []string `toml:"exclude"`
+
 	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
 	// EpilogLabelled, EpilogJob or EpilogOff.
 	EpilogFreeze string `toml:"epilog_freeze"`
@@ -47,6 +56,12 @@ type Policy struct {
 	// processes escaped the job) before freezing it.
 	EpilogStop bool `toml:"epilog_stop"`
 }
+
+// Values of freeze_method.
+const (
+	FreezeDirect = "direct"
+	FreezeCommit = "commit"
+)
 
 // DefaultScrubEnv are the variable name patterns removed by default.
 var DefaultScrubEnv = []string{
@@ -61,6 +76,7 @@ func Default() Policy {
 		FileName:         "{container}-{time}-{job}-{node}-{task}",
 		ArchiveMode:      "0640",
 		CompressionLevel: 1,
+		FreezeMethod:     FreezeDirect,
 		EpilogFreeze:     EpilogLabelled,
 		EpilogStop:       true,
 		// A copy: decoding a configuration fills this slice in place.
@@ -107,6 +123,27 @@ func (p *Policy) Validate() error {
 	for _, pat := range p.ScrubEnv {
 		if _, err := filepath.Match(pat, ""); err != nil {
 			return fmt.Errorf("scrub_env pattern %q: %w", pat, err)
+		}
+	}
+	switch p.FreezeMethod {
+	case "":
+		p.FreezeMethod = FreezeDirect
+	case FreezeDirect, FreezeCommit:
+	default:
+		return fmt.Errorf("freeze_method %q: want %q (read the container's storage) or %q (podman commit)", p.FreezeMethod, FreezeDirect, FreezeCommit)
+	}
+	return ValidExclude("exclude", p.Exclude)
+}
+
+// ValidExclude checks exclusion patterns (key names them in the error):
+// absolute container paths, globs as path.Match reads them.
+func ValidExclude(key string, patterns []string) error {
+	for _, pat := range patterns {
+		if !strings.HasPrefix(pat, "/") {
+			return fmt.Errorf("%s pattern %q: give an absolute container path, like /root/.cache", key, pat)
+		}
+		if _, err := path.Match(pat, "/"); err != nil {
+			return fmt.Errorf("%s pattern %q: %w", key, pat, err)
 		}
 	}
 	return nil

@@ -8,11 +8,18 @@
 #   scripts/setup.sh user USER        create USER (with subuid/subgid) and its base image
 #   scripts/setup.sh base-image USER  build localhost/busybox:latest in USER's rootless Podman
 #   scripts/setup.sh cluster          start munged and the one-node Slurm cluster
+#   scripts/setup.sh podman5          build Podman 5.8.2 into /opt/podman5/bin (about a
+#                                     minute warm) and its test users
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="localhost/busybox:latest"
 TEST_USERS=(bcalice bcbob)
+# Users whose stores use the other storage drivers and Podman versions that freezes are
+# tested on: USER:PODMAN:DRIVER (bcalice is Podman 4.3.1 with vfs).
+STORE_USERS=(bcovl:4:overlay bcp5:5:vfs bcp5ovl:5:overlay bcfuse:4:fuse-overlayfs)
+PODMAN5_VERSION=v5.8.2
+PODMAN5_DIR=/opt/podman5
 # The account baicommit-manager runs as in the tests (agents trust its MUNGE credentials).
 MANAGER_USER=bcmanager
 GO_MIN_MAJOR=1
@@ -31,7 +38,7 @@ pkg_installed() {
 ensure_packages() {
     local want=(podman runc uidmap slirp4netns fuse-overlayfs busybox-static pigz gcc make
                 ca-certificates jq procps gzip munge libmunge-dev slurm-wlm docker-registry apache2-utils
-                chromium fonts-dejavu-core)
+                chromium fonts-dejavu-core attr libcap2-bin conmon libseccomp-dev libgpgme-dev)
     local missing=() p
     for p in "${want[@]}"; do
         pkg_installed "$p" || missing+=("$p")
@@ -215,14 +222,16 @@ ensure_user() {
     ensure_subids "$user"
 }
 
-# Run a command as USER in a clean environment, from USER's home directory.
+# Run a command as USER in a clean environment, from USER's home directory; the
+# Podman 5 users find /opt/podman5/bin first.
 as_user() {
     local user="$1"; shift
-    local home
+    local home path=/usr/bin:/bin
     home="$(getent passwd "$user" | cut -d: -f6)"
     [[ -n "$home" && -d "$home" ]] || die "user $user has no home directory"
+    [[ -e "$home/.config/baicommit-test-podman5" ]] && path="$PODMAN5_DIR/bin:$path"
     (cd "$home" && runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" \
-        PATH=/usr/bin:/bin "$@")
+        PATH="$path" PODMAN_IGNORE_CGROUPSV1_WARNING=1 "$@")
 }
 
 # The base image of every test: a static busybox, since no image can be pulled here.
@@ -263,6 +272,55 @@ smoke_test() {
     log "smoke test: podman run as $user: ok"
 }
 
+# --- Podman 5 and the users of each storage driver -------------------------------------------
+# Podman 5.8.2 from the Go module proxy's source (ENVIRONMENT.md): Debian 12 has 4.3.1 only.
+ensure_podman5() {
+    local bin="$PODMAN5_DIR/bin/podman" src="$PODMAN5_DIR/src"
+    if [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -qF "${PODMAN5_VERSION#v}"; then
+        log "podman5: $("$bin" --version)"
+        return
+    fi
+    log "podman5: building github.com/containers/podman/v5 $PODMAN5_VERSION into $bin (a few minutes cold)"
+    mkdir -p "$src" "$PODMAN5_DIR/bin"
+    local go=/usr/local/go/bin/go
+    (
+        cd "$src"
+        [[ -f go.mod ]] || "$go" mod init baicommit-podman5 >/dev/null 2>&1
+        "$go" get "github.com/containers/podman/v5/cmd/podman@$PODMAN5_VERSION" >/dev/null 2>&1 ||
+            "$go" get "github.com/containers/podman/v5/cmd/podman@$PODMAN5_VERSION"
+        "$go" build -tags 'containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp' \
+            -o "$bin.new" github.com/containers/podman/v5/cmd/podman
+    ) || die "podman5: the build failed"
+    mv "$bin.new" "$bin"
+    log "podman5: $("$bin" --version)"
+}
+
+# A user whose store uses DRIVER with Podman VERSION (4: Debian's, 5: /opt/podman5).
+ensure_store_user() {
+    local user="$1" version="$2" driver="$3" uid home conf
+    ensure_user "$user"
+    uid="$(id -u "$user")"
+    home="$(getent passwd "$user" | cut -d: -f6)"
+    mkdir -p "$home/.config/containers"
+    if [[ "$version" == 5 ]]; then
+        touch "$home/.config/baicommit-test-podman5"
+    fi
+    conf="$home/.config/containers/storage.conf"
+    local want extra=""
+    if [[ "$driver" == fuse-overlayfs ]]; then
+        # The overlay driver through FUSE (what nodes without native rootless overlay use).
+        driver=overlay
+        extra='[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n'
+    fi
+    want="$(printf "[storage]\\ndriver = \"%s\"\\nrunroot = \"/tmp/podman-run-%s/containers\"\\ngraphroot = \"%s/.local/share/containers/storage\"\\n$extra" "$driver" "$uid" "$home")"
+    if [[ ! -f "$conf" ]] || [[ "$(cat "$conf")" != "$want" ]]; then
+        printf '%s\n' "$want" >"$conf"
+        log "user $user: $driver storage, Podman $version"
+    fi
+    chown -R "$user:" "$home/.config"
+    ensure_base_image "$user"
+}
+
 # --- main ---------------------------------------------------------------------------------
 main_all() {
     ensure_packages
@@ -283,7 +341,20 @@ main_all() {
         log "user $MANAGER_USER: created (system account for baicommit-manager)"
     fi
     smoke_test "${TEST_USERS[0]}"
+    main_podman5
     log "done"
+}
+
+main_podman5() {
+    ensure_podman5
+    local spec user version driver
+    for spec in "${STORE_USERS[@]}"; do
+        IFS=: read -r user version driver <<<"$spec"
+        ensure_store_user "$user" "$version" "$driver"
+    done
+    for spec in "${STORE_USERS[@]}"; do
+        smoke_test "${spec%%:*}"
+    done
 }
 
 case "${1:-all}" in
@@ -294,6 +365,7 @@ case "${1:-all}" in
         ensure_base_image "$2"
         ;;
     cluster) ensure_munge; ensure_slurm ;;
+    podman5) ensure_packages; ensure_go; main_podman5 ;;
     base-image)
         [[ $# -eq 2 ]] || die "usage: $0 base-image USER"
         ensure_base_image "$2"

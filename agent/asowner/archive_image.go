@@ -1,6 +1,7 @@
 package asowner
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -8,25 +9,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/messages"
-	"github.com/baicommit/baicommit/internal/safefile"
 	"go.podman.io/image/v5/copy"
 	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
 	istorage "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
-	"go.podman.io/storage"
-	stypes "go.podman.io/storage/types"
+
+	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/internal/safefile"
 )
 
 // progressEvery is how often a running export reports its byte counts.
 const progressEvery = 250 * time.Millisecond
 
 // archiveImage writes the committed image spec.ImageID from the owner's
-// containers-storage as a docker-archive through a parallel gzip writer
-// that hashes what it writes, moves it to its final name and writes its
-// sidecar.
+// containers-storage, as containers/image exports it, rewritten on the fly
+// into the layout a direct freeze writes (rewriteDockerArchive), through a
+// parallel gzip writer that hashes what it writes; then it moves it to its
+// final name and writes its sidecar.
 func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
 		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
@@ -40,14 +41,9 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		return fmt.Errorf("image name %q has no tag", spec.RepoTag)
 	}
 
-	store, err := storage.GetStore(stypes.StoreOptions{
-		GraphRoot:          spec.Store.GraphRoot,
-		RunRoot:            spec.Store.RunRoot,
-		GraphDriverName:    spec.Store.Driver,
-		GraphDriverOptions: spec.Store.Options,
-	})
+	store, err := openStore(spec.Store)
 	if err != nil {
-		return fmt.Errorf("open the image store %s: %w", spec.Store.GraphRoot, err)
+		return err
 	}
 	defer store.Shutdown(false)
 	srcRef, err := istorage.Transport.ParseStoreReference(store, "@"+spec.ImageID)
@@ -105,30 +101,20 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 	}()
 
 	var read atomic.Int64
-	stop := make(chan struct{})
-	ticked := make(chan struct{})
-	go func() {
-		defer close(ticked)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				emit(messages.Event{Event: messages.EventProgress, Read: read.Load(), Written: out.Written()})
-			}
-		}
-	}()
-	_, werr := io.Copy(out, countingReader{pr, &read})
+	stopProgress := reportProgress(emit, &read, 0, out)
+	defer stopProgress()
+	aw := &archiveWriter{tw: tar.NewWriter(out), mtime: time.Now().UTC()}
+	configDigest, werr := rewriteDockerArchive(countingReader{pr, &read}, aw, tagged.String())
+	if werr == nil {
+		werr = aw.tw.Close()
+	}
 	if werr != nil {
 		// Unblock the copy so that it fails instead of waiting on the pipe.
 		cancel()
 		pr.Close()
 	}
 	cerr := <-copyErr
-	close(stop)
-	<-ticked
+	stopProgress()
 	if werr != nil {
 		return fmt.Errorf("write archive: %w", werr)
 	}
@@ -143,12 +129,12 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		return err
 	}
 	sc := spec.Sidecar
-	sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
+	sc.Archive, sc.SHA256, sc.Size, sc.ImageID = res.Name, res.SHA256, res.Size, configDigest.String()
 	if err := safefile.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
 		// The archive is complete and useful without its sidecar; say so.
 		emit(messages.Event{Event: messages.EventWarning, Message: "the archive is complete but its sidecar could not be written: " + err.Error()})
 	}
-	emit(messages.Event{Event: messages.EventDone, Read: read.Load(), Written: res.Size, SHA256: res.SHA256, Size: res.Size})
+	emit(messages.Event{Event: messages.EventDone, Read: read.Load(), Written: res.Size, SHA256: res.SHA256, Size: res.Size, ImageID: configDigest.String()})
 	return nil
 }
 

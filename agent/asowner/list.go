@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/baicommit/baicommit/agent/messages"
 	"io/fs"
 	"os"
+
+	"github.com/baicommit/baicommit/agent/messages"
 
 	"github.com/baicommit/baicommit/internal/archives"
 )

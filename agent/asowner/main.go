@@ -55,7 +55,9 @@ func Main(op string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := Run(ctx, spec, emit); err != nil {
-		emit(messages.Event{Event: messages.EventError, Message: err.Error(), NoSpace: NoSpace(err), Denied: errors.Is(err, fs.ErrPermission)})
+		var u *unsupported
+		emit(messages.Event{Event: messages.EventError, Message: err.Error(), NoSpace: NoSpace(err),
+			Denied: errors.Is(err, fs.ErrPermission), Unsupported: errors.As(err, &u)})
 		return 1
 	}
 	return 0
@@ -67,6 +69,8 @@ func Run(ctx context.Context, spec messages.Spec, emit func(messages.Event)) err
 	switch spec.Op {
 	case messages.OpRemove:
 		return remove(spec)
+	case messages.OpFreeze:
+		return freeze(ctx, spec, emit)
 	case messages.OpArchiveImage:
 		return archiveImage(ctx, spec, emit)
 	case messages.OpPush:

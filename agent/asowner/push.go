@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/baicommit/baicommit/agent/messages"
 	"os"
 	"time"
+
+	"github.com/baicommit/baicommit/agent/messages"
 
 	"golang.org/x/sys/unix"
 

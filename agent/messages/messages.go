@@ -25,8 +25,12 @@ const Command = "as-owner"
 
 // Operations a helper can be asked for.
 const (
-	// OpArchiveImage writes an archive of a committed image, and its
+	// OpFreeze writes an archive of a container straight from the owner's
+	// containers-storage (its image's layers and its own changes), and its
 	// sidecar, below the owner's save directory.
+	OpFreeze = "freeze"
+	// OpArchiveImage writes an archive of a committed image, and its
+	// sidecar, below the owner's save directory (the commit path).
 	OpArchiveImage = "archive-image"
 	// OpRemove removes leftovers of a task (its temporary file).
 	OpRemove = "remove"
@@ -38,12 +42,12 @@ const (
 )
 
 // Ops are all operations, for the helper's usage.
-var Ops = []string{OpArchiveImage, OpRemove, OpPush, OpList}
+var Ops = []string{OpFreeze, OpArchiveImage, OpRemove, OpPush, OpList}
 
 // InNamespace reports whether op runs inside the owner's rootless user
 // namespace (to read their image store) rather than with their
 // credentials alone.
-func InNamespace(op string) bool { return op == OpArchiveImage }
+func InNamespace(op string) bool { return op == OpFreeze || op == OpArchiveImage }
 
 // MaxSpec bounds what a helper reads of its spec.
 const MaxSpec = 1 << 20
@@ -81,6 +85,38 @@ type Spec struct {
 	// Limit is how many archives OpList reports at most (0: no limit);
 	// it stops there and says so in a warning.
 	Limit int `json:"limit,omitempty"`
+
+	// ContainerID is the container OpFreeze freezes, and Container what
+	// its Podman says of it.
+	ContainerID string     `json:"container_id,omitempty"`
+	Container   *Container `json:"container,omitempty"`
+	// Exclude are glob patterns of container paths left out of OpFreeze's
+	// archive, with everything below them (the site's).
+	Exclude []string `json:"exclude,omitempty"`
+	// Labels are added to the image config (provenance).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Comment is the history entry's comment.
+	Comment string `json:"comment,omitempty"`
+}
+
+// Container is what the owner's Podman says of a container, for the image
+// config a freeze writes, as libpod's commit maps it: the base image's
+// config with these set.
+type Container struct {
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Env        []string          `json:"env,omitempty"`
+	WorkingDir string            `json:"working_dir,omitempty"`
+	User       string            `json:"user,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	// ExposedPorts are "PORT/PROTO" from its port mappings and exposed
+	// ports.
+	ExposedPorts []string `json:"exposed_ports,omitempty"`
+	// Volumes are the destinations of its anonymous volumes.
+	Volumes []string `json:"volumes,omitempty"`
+	// Mounts are the destinations of everything mounted into it (binds,
+	// volumes, devices' files), whose placeholders stay out.
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // Store says which containers-storage the owner's Podman uses, as its
@@ -119,6 +155,18 @@ type Event struct {
 	// Archive is the entry of an EventArchive, one per line: a long list
 	// never has to fit in one line.
 	Archive *api.ArchiveEntry `json:"archive,omitempty"`
+
+	// Total is the uncompressed size of the whole stream, known before
+	// its first byte is written (OpFreeze's progress events).
+	Total int64 `json:"total,omitempty"`
+	// Unsupported marks an error event of OpFreeze that nothing was
+	// written for because the store's setup is not one it can read: the
+	// agent falls back to the commit path, saying why (Message).
+	Unsupported bool `json:"unsupported,omitempty"`
+	// ImageID is the config digest of the image OpFreeze wrote.
+	ImageID string `json:"image_id,omitempty"`
+	// Exclusions says what OpFreeze left out.
+	Exclusions *api.Exclusions `json:"exclusions,omitempty"`
 }
 
 // Encoder returns an emit function writing events as JSON lines to w.

@@ -11,6 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +23,9 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"go.podman.io/image/v5/docker/reference"
+
+	"github.com/baicommit/baicommit/agent/runas"
+	"github.com/baicommit/baicommit/internal/identity"
 )
 
 // ErrNoSuchContainer means Podman has no such container (any more).
@@ -42,6 +48,17 @@ type Container struct {
 	ExitCode   int
 	FinishedAt time.Time
 	Labels     map[string]string
+
+	// What a freeze carries into the image config, as libpod's commit
+	// does: the container's entrypoint, command, environment, working
+	// directory and user; its ports ("PORT/PROTO") and the destinations of
+	// its anonymous volumes.
+	Entrypoint, Cmd, Env []string
+	WorkingDir, User     string
+	ExposedPorts         []string
+	AnonymousVolumes     []string
+	// Mounts are the container paths something is mounted on.
+	Mounts []string
 }
 
 // Summary is one container of a list.
@@ -105,8 +122,65 @@ func (s *Service) Inspect(ctx context.Context, nameOrID string) (*Container, err
 	}
 	if d.Config != nil {
 		c.Labels = d.Config.Labels
+		c.Entrypoint, c.Cmd, c.Env = d.Config.Entrypoint, d.Config.Cmd, createdEnv(d.Config.Env, d.Config.Hostname)
+		if len(c.Entrypoint) == 1 && c.Entrypoint[0] == "" {
+			// Podman 4 says "no entrypoint" as an empty string.
+			c.Entrypoint = nil
+		}
+		c.WorkingDir, c.User = d.Config.WorkingDir, d.Config.User
+		for p := range d.Config.ExposedPorts {
+			c.ExposedPorts = append(c.ExposedPorts, p)
+		}
+	}
+	if d.HostConfig != nil {
+		for p := range d.HostConfig.PortBindings {
+			if !slices.Contains(c.ExposedPorts, p) {
+				c.ExposedPorts = append(c.ExposedPorts, p)
+			}
+		}
+	}
+	slices.Sort(c.ExposedPorts)
+	for _, m := range d.Mounts {
+		c.Mounts = append(c.Mounts, m.Destination)
+		if m.Type == "volume" && anonymousVolume.MatchString(m.Name) {
+			c.AnonymousVolumes = append(c.AnonymousVolumes, m.Destination)
+		}
 	}
 	return c, nil
+}
+
+// createdEnv is a container's environment as it was created, from what
+// inspect shows of a running one: without the HOSTNAME and the empty HOME
+// the runtime adds when it starts it (libpod's commit, reading the
+// creation config, has neither; an image must not carry a hostname).
+func createdEnv(env []string, hostname string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if kv == "HOSTNAME="+hostname || kv == "HOME=" {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// anonymousVolume is how Podman names the volumes it makes for a -v
+// without a name: 64 hex digits.
+var anonymousVolume = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Pause freezes a running container's processes (ErrCannotPause where the
+// runtime cannot: rootless on cgroup v1).
+func (s *Service) Pause(ctx context.Context, id string) error {
+	err := containers.Pause(s.call(ctx), id, nil)
+	if err != nil && cannotPause(err) {
+		return fmt.Errorf("%w: %v", ErrCannotPause, err)
+	}
+	return notFound(err)
+}
+
+// Unpause lets a paused container run again.
+func (s *Service) Unpause(ctx context.Context, id string) error {
+	return notFound(containers.Unpause(s.call(ctx), id, nil))
 }
 
 // List returns every container (running or not), or with label set only
@@ -206,4 +280,25 @@ func notFound(err error) error {
 		return fmt.Errorf("%w: %v", ErrNoSuchContainer, err)
 	}
 	return err
+}
+
+// Loader loads archives into users' Podman with their own podman command,
+// run as them: the agent never reads the archive.
+type Loader struct {
+	// Podman is the podman binary.
+	Podman string
+}
+
+// Load runs `podman load -i archive` as u.
+func (l Loader) Load(ctx context.Context, u *identity.User, archive string) error {
+	cmd := exec.CommandContext(ctx, l.Podman, "load", "-q", "-i", archive)
+	cmd.Dir = "/"
+	cmd.Env = append(runas.Env(u), runas.RuntimeDirEnv(u)...)
+	cmd.SysProcAttr = runas.Credentials(u)
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("podman load: %v: %s", err, strings.TrimSpace(string(out[max(0, len(out)-2000):])))
+	}
+	return nil
 }

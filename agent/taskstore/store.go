@@ -37,6 +37,9 @@ type Record struct {
 	ExitCode *int `json:"exit_code,omitempty"`
 	// JobExit is the Slurm job's "EXIT:SIGNAL", for the sidecar.
 	JobExit string `json:"job_exit,omitempty"`
+	// Paused says the freeze paused the container and has not unpaused it
+	// yet: an agent that starts again unpauses it.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Store is the task database. It is safe for concurrent use.

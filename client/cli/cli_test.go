@@ -170,7 +170,7 @@ func TestCommitWait(t *testing.T) {
 	r := run(t, addr, "commit", "--wait", "box")
 	assert.Equal(t, r.code, 0, r.stderr)
 	// Without a terminal: one line per phase, no carriage returns.
-	assert.Check(t, is.Equal(r.stderr, "1:00 queued\n1:00 exporting the image\n"))
+	assert.Check(t, is.Equal(r.stderr, "1:00 queued\n1:00 writing the archive\n"))
 	for _, want := range []string{
 		"Froze box into /srv/frozen/alice/box-1.tar.gz",
 		"3.0 MiB (9.0 MiB uncompressed)",

@@ -99,8 +99,9 @@ func percent(p api.Progress) int {
 // phaseLabels say what each phase is doing, for people.
 var phaseLabels = map[string]string{
 	api.PhaseConnecting: "connecting to Podman",
+	api.PhasePausing:    "pausing the container",
 	api.PhaseCommitting: "committing the container",
-	api.PhaseExporting:  "exporting the image",
+	api.PhaseExporting:  "writing the archive",
 	api.PhaseFinishing:  "finishing",
 	api.PhasePushing:    "pushing to the registry",
 }

@@ -63,6 +63,9 @@ func barLine(t *api.Task, took time.Duration, width int) string {
 		return fit(fmt.Sprintf("%s  %s read  %s written%s", label, humanBytes(p.BytesRead), humanBytes(p.BytesWritten), tail), width)
 	}
 	head := fmt.Sprintf("%s  %s / %s %3d%% ", label, humanBytes(p.BytesRead), humanBytes(p.BytesTotal), pct)
+	if p.SecondsLeft > 0 {
+		tail += "  ~" + clock(time.Duration(p.SecondsLeft*float64(time.Second))) + " left"
+	}
 	rest := fmt.Sprintf(" %s written%s", humanBytes(p.BytesWritten), tail)
 	// The bar takes what room is left, within reason; on a narrow terminal
 	// it goes, the numbers stay.

@@ -93,6 +93,17 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 	if !t.Done() && (t.Progress.BytesRead > 0 || t.Progress.BytesWritten > 0) {
 		row("Progress", "%s", progressText(t.Progress))
 	}
+	if t.Method != "" {
+		row("Method", "%s", map[string]string{api.MethodDirect: "direct (read from the container's storage)", api.MethodCommit: "podman commit"}[t.Method])
+	}
+	if x := t.Exclusions; x != nil {
+		if len(x.Placeholders) > 0 {
+			row("Left out", "%s (empty mount points the runtime made)", strings.Join(x.Placeholders, " "))
+		}
+		if len(x.Patterns) > 0 {
+			row("Excluded", "%d entries, %s (%s)", x.Entries, humanBytes(x.Bytes), strings.Join(x.Patterns, " "))
+		}
+	}
 	row("Created", "%s", timestamp(now, t.Created))
 	if !t.Started.IsZero() {
 		row("Started", "%s", timestamp(now, t.Started))
@@ -122,9 +133,13 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 func progressText(p api.Progress) string {
 	s := humanBytes(p.BytesRead) + " read"
 	if pct := percent(p); pct >= 0 {
-		s = fmt.Sprintf("%s of about %s (%d%%)", s, humanBytes(p.BytesTotal), pct)
+		s = fmt.Sprintf("%s of %s (%d%%)", s, humanBytes(p.BytesTotal), pct)
 	}
-	return s + ", " + humanBytes(p.BytesWritten) + " written"
+	s += ", " + humanBytes(p.BytesWritten) + " written"
+	if p.SecondsLeft > 0 {
+		s += ", about " + clock(time.Duration(p.SecondsLeft*float64(time.Second))) + " left"
+	}
+	return s
 }
 
 // durationsText lists the phase durations that are known.

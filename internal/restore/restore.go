@@ -23,7 +23,8 @@ import (
 
 // Podman is what a restore needs from the user's Podman.
 type Podman interface {
-	// Load loads an uncompressed docker-archive stream and returns the
+	// Load loads an archive stream (an OCI or docker archive, compressed
+	// or not) and returns the
 	// names (or ids) of what it loaded.
 	Load(ctx context.Context, r io.Reader) ([]string, error)
 	// Tag gives image another name.
@@ -57,9 +58,10 @@ type Result struct {
 }
 
 // Archive verifies the archive at path against its sidecar and, only if it
-// matches, loads it into p, decompressing on the fly (Podman 4.3 cannot
-// load compressed docker-archives itself). name, if set, is given to the
-// image as well.
+// matches, loads it into p: as it is when the freeze wrote the dual OCI
+// and docker layout (every archive whose sidecar names its method; every
+// Podman loads those compressed), decompressed on the fly for an older
+// pure docker-archive (which Podman 4.3 cannot load compressed). name, if set, is given to the image as well.
 func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) {
 	if name != "" {
 		if _, err := registry.ParseRef(name); err != nil {
@@ -80,12 +82,17 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	// And hashed again as it is loaded: a file changed between the two
 	// reads is caught too, and what was loaded from it removed.
 	h := archives.NewHasher(f)
-	gz, err := pgzip.NewReader(h)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)
+	var stream io.Reader = h
+	if sc.Method == "" {
+		// Written before the dual layout: a pure docker-archive.
+		gz, err := pgzip.NewReader(h)
+		if err != nil {
+			return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)
+		}
+		defer gz.Close()
+		stream = gz
 	}
-	defer gz.Close()
-	loaded, err := p.Load(ctx, gz)
+	loaded, err := p.Load(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("load %s into Podman: %w", path, err)
 	}

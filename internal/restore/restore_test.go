@@ -192,3 +192,16 @@ func TestArchiveChangedWhileLoading(t *testing.T) {
 	var mm *archives.MismatchError
 	assert.Check(t, errors.As(err, &mm))
 }
+
+// An archive the direct freeze wrote (an OCI layout that every Podman
+// loads compressed) reaches Podman as it is, still hashed on the way.
+func TestArchiveDirectLoadsCompressed(t *testing.T) {
+	gz := archivetest.Gzip(t, []byte("oci layout and docker-archive"))
+	path := archivetest.Write(t, t.TempDir(), "box", gz, api.Sidecar{Image: "localhost/alice/box:v1", Method: api.MethodDirect})
+	p := &fakePodman{names: []string{"localhost/alice/box:v1"}}
+	res, err := Archive(context.Background(), p, path, "")
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(p.loaded, 1))
+	assert.Check(t, is.DeepEqual(p.loaded[0], gz))
+	assert.Check(t, is.Equal(res.Image, "localhost/alice/box:v1"))
+}

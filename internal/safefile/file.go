@@ -250,3 +250,23 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// Scratch creates the hidden file name in dir for scratch data of its
+// own (a freeze's list of entries) and unlinks it at once: nothing of it
+// is ever visible, and it is gone when closed, even after a crash. It
+// lives on the save location's filesystem, not on the node's disk.
+func Scratch(dir *os.File, name string) (*os.File, error) {
+	if !ValidTemp(name) {
+		return nil, fmt.Errorf("%w: bad scratch name %q", ErrUnsafePath, name)
+	}
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %s in %s: %w", name, dir.Name(), err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if err := unix.Unlinkat(int(dir.Fd()), name, 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlink %s: %w", name, err)
+	}
+	return f, nil
+}

@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
 # One of the pipelines people use by hand, as the bench user types it:
-#   naive.sh a|b|c CONTAINER IMAGE OUT
-#     a  podman commit + podman save | gzip          (one thread, default level)
-#     b  podman commit + podman save | pigz          (all cores, default level)
-#     c  podman commit + podman save > /dev/null     (no compression, nothing written)
+#   naive.sh naive|save CONTAINER IMAGE OUT
+#     naive  podman commit + podman save | gzip          (one thread, default level)
+#     save   podman commit + podman save > /dev/null     (no compression, nothing written)
 # Prints {"output_bytes": N} last, for the bench's report.
 set -euo pipefail
 pipeline="$1" ctr="$2" img="$3" out="$4"
 podman commit -q "$ctr" "$img" >/dev/null
 case "$pipeline" in
-    a) podman save "$img" | gzip >"$out" ;;
-    b) podman save "$img" | pigz >"$out" ;;
-    c) podman save "$img" >/dev/null ;;
+    naive) podman save "$img" | gzip >"$out" ;;
+    save) podman save "$img" >/dev/null ;;
     *) echo "naive.sh: unknown pipeline $pipeline" >&2; exit 2 ;;
 esac
 size=0

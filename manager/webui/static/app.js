@@ -168,7 +168,10 @@
     const p = t.progress || {};
     const phase = t.phase || (t.state === "queued" ? "queued" : "starting");
     if (phase === "exporting" && p.bytes_total) {
-      return `${phase}, ${Math.min(99, Math.floor((100 * p.bytes_read) / p.bytes_total))}%`;
+      const pct = `${phase}, ${Math.min(99, Math.floor((100 * p.bytes_read) / p.bytes_total))}%`;
+      if (!p.seconds_left) return pct;
+      const s = Math.round(p.seconds_left);
+      return `${pct}, about ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")} left`;
     }
     return phase;
   }
