@@ -79,18 +79,16 @@ func Usage(ctx context.Context, dir string, uid int) (*api.Usage, error) {
 }
 
 // GroupScope is the project directory of group gid that dest lies in: the
-// first directory below root on the way to dest (those that exist) that
-// belongs to gid; "" if there is none.
+// outermost directory from root (itself included) on the way to dest that
+// belongs to gid; "" if there is none. The outermost, so that every
+// member's subdirectory of a project counts against the one quota.
 func GroupScope(root, dest string, gid int) string {
 	rel, err := filepath.Rel(root, dest)
-	if err != nil || strings.HasPrefix(rel, "..") {
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 		return ""
 	}
 	cur := root
-	for _, c := range strings.Split(rel, string(filepath.Separator)) {
-		if c == "." {
-			break
-		}
+	for _, c := range append([]string{"."}, strings.Split(rel, string(filepath.Separator))...) {
 		cur = filepath.Join(cur, c)
 		fi, err := os.Lstat(cur)
 		if err != nil || !fi.IsDir() {
