@@ -350,8 +350,14 @@ func fanOut[T any](ctx context.Context, nodes []string, ask func(context.Context
 // getJSON asks node's agent for target and decodes a 200 answer; other
 // answers become errors with the agent's message.
 func getJSON[T any](ctx context.Context, m *Manager, node, target string, uid int) (T, error) {
+	return callJSON[T](ctx, m, node, http.MethodGet, target, nil, uid)
+}
+
+// callJSON sends body (JSON, or nil) to node's agent and decodes a 200
+// answer, like getJSON.
+func callJSON[T any](ctx context.Context, m *Manager, node, method, target string, body []byte, uid int) (T, error) {
 	var v T
-	rep, err := m.callAgent(ctx, node, http.MethodGet, target, nil, uid)
+	rep, err := m.callAgent(ctx, node, method, target, body, uid)
 	if err != nil {
 		return v, err
 	}

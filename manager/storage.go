@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 
@@ -61,20 +60,7 @@ func onArchiveNode[T any](ctx context.Context, m *Manager, id *Identity, owner, 
 		}
 	}
 	v, _, err := firstAnswer(ctx, nodes, func(ctx context.Context, node string) (T, error) {
-		var v T
-		rep, err := m.callAgent(ctx, node, method, route, raw, id.UID)
-		if err != nil {
-			return v, err
-		}
-		if rep.status != http.StatusOK {
-			var e api.Error
-			_ = json.Unmarshal(rep.body, &e)
-			return v, httperr.FromStatus(rep.status, e.Message)
-		}
-		if err := json.Unmarshal(rep.body, &v); err != nil {
-			return v, fmt.Errorf("node %s: undecodable answer: %w", node, err)
-		}
-		return v, nil
+		return callJSON[T](ctx, m, node, method, route, raw, id.UID)
 	})
 	return v, err
 }

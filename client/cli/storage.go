@@ -7,12 +7,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/baicommit/baicommit/internal/units"
-
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/units"
 )
 
 func (e *env) usageCommand() *ucli.Command {
