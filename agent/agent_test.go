@@ -18,6 +18,7 @@ import (
 	"gotest.tools/v3/fs"
 
 	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/units"
 	"github.com/baicommit/baicommit/policy"
 )
 
@@ -200,6 +201,27 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/shared/baicommit"}))
 	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
+}
+
+// The storage examples the file shows commented out are valid as written.
+func TestExampleConfigStorageExamplesLoad(t *testing.T) {
+	b, err := os.ReadFile("../agent.toml.example")
+	assert.NilError(t, err)
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, key := range []string{"quota", "max_freeze_size", "retention"} {
+			if strings.HasPrefix(l, "# "+key+" = ") {
+				lines = append(lines, strings.TrimPrefix(l, "# "))
+			}
+		}
+	}
+	assert.Assert(t, is.Len(lines, 3), "%q", lines)
+	cfg, err := LoadConfig(writeConfig(t, "node_name = \"n01\"\n"+strings.Join(lines, "\n")+"\n"))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(cfg.Quota.MaxArchives, 20))
+	assert.Check(t, is.Equal(cfg.Quota.Groups["proj42"].MaxBytes, units.Size(5<<40)))
+	assert.Check(t, is.Equal(cfg.MaxFreezeSize, units.Size(100<<30)))
+	assert.Check(t, is.Equal(cfg.Retention.KeepYoungerThan.Duration, 14*24*time.Hour))
 }
 
 // The example says its values are the defaults; its scrub_env drops

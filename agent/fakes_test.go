@@ -15,6 +15,7 @@ import (
 
 	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/agent/podman"
+	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/identity"
 )
 
@@ -50,9 +51,12 @@ type fakePodmans struct {
 	commits     []podman.CommitOptions
 	// paused and unpaused record Pause and Unpause calls by container id.
 	paused, unpaused []string
-	removed          []string
-	tagged           [][2]string
-	nextImage        int
+	// execs records Exec calls; exec, when set, answers them.
+	execs     [][]string
+	exec      func(argv []string) (int, string, error)
+	removed   []string
+	tagged    [][2]string
+	nextImage int
 	// down makes Connect fail.
 	down bool
 }
@@ -167,6 +171,19 @@ func (p *fakePodman) Unpause(_ context.Context, id string) error {
 	return nil
 }
 
+func (p *fakePodman) Exec(_ context.Context, id string, argv []string) (int, string, error) {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if _, err := p.find(id); err != nil {
+		return -1, "", err
+	}
+	p.f.execs = append(p.f.execs, argv)
+	if p.f.exec != nil {
+		return p.f.exec(argv)
+	}
+	return 0, "", nil
+}
+
 // calls returns copies of the recorded calls.
 func (f *fakePodmans) calls() (commits []podman.CommitOptions, paused, unpaused, removed []string) {
 	f.mu.Lock()
@@ -205,6 +222,10 @@ type fakeHelpers struct {
 	runs []messages.Spec
 	// run carries out one spec; nil reports done with a small archive.
 	run func(u *identity.User, spec messages.Spec, emit func(messages.Event)) error
+	// prune and usage answer OpPrune and OpUsage (nil: nothing to remove,
+	// nothing kept).
+	prune func(spec messages.Spec, emit func(messages.Event)) error
+	usage *api.Usage
 }
 
 func (h *fakeHelpers) Run(ctx context.Context, u *identity.User, spec messages.Spec, emit func(messages.Event)) error {
@@ -212,6 +233,22 @@ func (h *fakeHelpers) Run(ctx context.Context, u *identity.User, spec messages.S
 	h.runs = append(h.runs, spec)
 	run := h.run
 	h.mu.Unlock()
+	switch spec.Op {
+	case messages.OpPrune:
+		// Retention after every freeze: nothing to remove here.
+		if h.prune != nil {
+			return h.prune(spec, emit)
+		}
+		emit(messages.Event{Event: messages.EventDone, Prune: &api.PruneResult{Dir: spec.Dir, Removed: []api.ArchiveEntry{}}})
+		return nil
+	case messages.OpUsage:
+		u := h.usage
+		if u == nil {
+			u = &api.Usage{Dir: spec.Dir}
+		}
+		emit(messages.Event{Event: messages.EventDone, Usage: u})
+		return nil
+	}
 	if run != nil {
 		return run(u, spec, emit)
 	}
@@ -220,11 +257,28 @@ func (h *fakeHelpers) Run(ctx context.Context, u *identity.User, spec messages.S
 	return nil
 }
 
-// specs are the helper runs so far.
+// specs are the helper runs so far but the prunes and usages.
 func (h *fakeHelpers) specs() []messages.Spec {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]messages.Spec(nil), h.runs...)
+	var out []messages.Spec
+	for _, s := range h.runs {
+		if s.Op != messages.OpPrune && s.Op != messages.OpUsage {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ops are the operations of all the helper runs so far.
+func (h *fakeHelpers) ops() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, s := range h.runs {
+		out = append(out, s.Op)
+	}
+	return out
 }
 
 // testAgent is an agent on fakes, with its state in a temporary directory.

@@ -103,6 +103,9 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 			return nil, err
 		}
 	}
+	if err := a.checkStorageRequest(c, &req); err != nil {
+		return nil, err
+	}
 	id := newTaskID(a.cfg.NodeName)
 	vars := policy.Vars{User: u.Name, UID: fmt.Sprint(u.UID), Node: a.cfg.NodeName, Job: req.Job,
 		Container: name[:min(len(name), 64)], Task: taskToken(id), Time: now}
@@ -130,6 +133,8 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
 	}
 	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
+	rec.UserDir = place.UserDir(u.Name, strconv.Itoa(u.UID))
+	rec.UserBefore, rec.UserExclude, rec.Quotas = req.Before, req.Exclude, req.Quotas
 	o.apply(rec, ctr)
 
 	a.mu.Lock()
@@ -275,17 +280,24 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 	if err != nil {
 		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
 	}
-	if a.cfg.FreezeMethod == policy.FreezeCommit {
-		return a.freezeByCommit(ctx, conn, r, u, state, st)
+	if err := a.runBefore(ctx, conn, r, state); err != nil {
+		return err
 	}
-	err = a.freezeDirect(ctx, conn, r, u, state, st)
-	var he *helperError
-	if errors.As(err, &he) && he.unsupported {
-		a.update(r, func(r *taskstore.Record) {
-			r.Warnings = append(r.Warnings, "the container could not be read directly ("+he.msg+"), so it was frozen through podman commit instead")
-		})
-		a.log.Info("freeze falls back to podman commit", "task", r.ID, "why", he.msg)
-		return a.freezeByCommit(ctx, conn, r, u, state, st)
+	if a.cfg.FreezeMethod == policy.FreezeCommit {
+		err = a.freezeByCommit(ctx, conn, r, u, state, st)
+	} else {
+		err = a.freezeDirect(ctx, conn, r, u, state, st)
+		var he *helperError
+		if errors.As(err, &he) && he.unsupported {
+			a.update(r, func(r *taskstore.Record) {
+				r.Warnings = append(r.Warnings, "the container could not be read directly ("+he.msg+"), so it was frozen through podman commit instead")
+			})
+			a.log.Info("freeze falls back to podman commit", "task", r.ID, "why", he.msg)
+			err = a.freezeByCommit(ctx, conn, r, u, state, st)
+		}
+	}
+	if err == nil {
+		a.applyRetention(ctx, u, r)
 	}
 	return err
 }
@@ -300,6 +312,10 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 			return userErr(KindNotFound, "container %s disappeared before it could be frozen", r.Container)
 		}
 		return fmt.Errorf("inspect %s: %w", r.Container, err)
+	}
+	quota, err := a.quotaCheck(ctx, u, r)
+	if err != nil {
+		return err
 	}
 	if state == "running" {
 		if unpause := a.pause(ctx, conn, r); unpause != nil {
@@ -319,7 +335,8 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 			Entrypoint: ctr.Entrypoint, Cmd: ctr.Cmd, Env: ctr.Env, WorkingDir: ctr.WorkingDir, User: ctr.User,
 			Labels: ctr.Labels, ExposedPorts: ctr.ExposedPorts, Volumes: ctr.AnonymousVolumes, Mounts: ctr.Mounts,
 		},
-		Exclude: a.cfg.Exclude, Labels: provenance(r), Comment: "frozen by baicommit task " + r.ID,
+		Exclude: a.cfg.Exclude, UserExclude: r.UserExclude, Quota: quota,
+		Labels: provenance(r), Comment: "frozen by baicommit task " + r.ID,
 		Sidecar: a.sidecar(r, state, ""),
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
@@ -447,10 +464,15 @@ func (a *Agent) freezeByCommit(ctx context.Context, conn Podman, r *taskstore.Re
 			r.Warnings = append(r.Warnings, warn)
 		}
 	})
-	if size, err := conn.ImageSize(ctx, imageID); err == nil {
+	size, err := conn.ImageSize(ctx, imageID)
+	if err == nil {
 		// The docker-archive stream is about the image's size plus tar
 		// headers: a good enough total for a progress bar.
 		a.update(r, func(r *taskstore.Record) { r.Progress.BytesTotal = size })
+	}
+	quota, err := a.quotaCheck(ctx, u, r)
+	if err != nil {
+		return err
 	}
 	a.update(r, func(r *taskstore.Record) { r.Phase = api.PhaseExporting })
 	t1 := time.Now()
@@ -460,7 +482,7 @@ func (a *Agent) freezeByCommit(ctx context.Context, conn Podman, r *taskstore.Re
 	sc.Method = api.MethodCommit
 	spec := messages.Spec{
 		Op: messages.OpArchiveImage, Root: r.Root, Dir: r.Dir, Name: file, Temp: r.Temp, SidecarName: sidecar,
-		ImageID: imageID, RepoTag: r.Image,
+		ImageID: imageID, RepoTag: r.Image, SizeHint: size, Quota: quota,
 		Store:    messages.Store{GraphRoot: st.GraphRoot, RunRoot: st.RunRoot, Driver: st.Driver},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
 		Sidecar: sc,

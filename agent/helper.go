@@ -25,6 +25,8 @@ type helperError struct {
 	// unsupported: the direct freeze cannot read this setup and wrote
 	// nothing; the commit path can.
 	unsupported bool
+	// quotaExceeded: the freeze would pass a limit; nothing was written.
+	quotaExceeded bool
 }
 
 func (e *helperError) Error() string { return e.msg }
@@ -82,7 +84,7 @@ func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Sp
 	var failed *helperError
 	derr := messages.Decode(out, func(ev messages.Event) {
 		if ev.Event == messages.EventError {
-			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied, unsupported: ev.Unsupported}
+			failed = &helperError{msg: ev.Message, noSpace: ev.NoSpace, denied: ev.Denied, unsupported: ev.Unsupported, quotaExceeded: ev.QuotaExceeded}
 			return
 		}
 		onEvent(ev)

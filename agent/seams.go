@@ -27,6 +27,10 @@ type Podman interface {
 	// (podman.ErrCannotPause where the runtime cannot).
 	Pause(ctx context.Context, id string) error
 	Unpause(ctx context.Context, id string) error
+	// Exec runs argv in a running container as its user and returns its
+	// exit code and the end of its output (podman.ErrExecTimeout when ctx
+	// ends first; the command is killed).
+	Exec(ctx context.Context, id string, argv []string) (int, string, error)
 	Stop(ctx context.Context, id string) error
 	TagImage(ctx context.Context, id, name string) error
 	RemoveImage(ctx context.Context, id string) error

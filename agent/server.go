@@ -31,6 +31,9 @@ func NewServer(a *Agent) *http.Server {
 	mux.HandleFunc("GET "+api.RouteSessions, a.handleSessions)
 	mux.HandleFunc("GET "+api.RouteVersion, a.handleVersion)
 	mux.HandleFunc("GET "+api.RouteArchives, a.handleArchives)
+	mux.HandleFunc("GET "+api.RouteUsage, a.handleUsage)
+	mux.HandleFunc("POST "+api.RouteArchivesPrune, a.handlePrune)
+	mux.HandleFunc("POST "+api.RouteArchivesRemove, a.handleRemove)
 	mux.HandleFunc("POST "+api.RouteJobs+"{job}/freezes", a.handleJobFreeze)
 	return &http.Server{
 		Handler:           a.track(mux),

@@ -25,6 +25,14 @@ const (
 	// The manager, which may not read users' files, asks an agent, whose
 	// helper reads them as the user.
 	RouteArchives = "/v1/archives"
+	// RouteUsage says how much the caller keeps below their save
+	// directory, against the quotas (Usage).
+	RouteUsage = "/v1/usage"
+	// RouteArchivesPrune applies the retention rules to the caller's
+	// archives (PruneRequest → PruneResult); RouteArchivesRemove removes
+	// archives the caller names (RemoveRequest → RemoveResult).
+	RouteArchivesPrune  = "/v1/archives/prune"
+	RouteArchivesRemove = "/v1/archives/remove"
 	// RouteJobs prefixes the routes of one Slurm job:
 	// POST /v1/jobs/{job}/freezes freezes the job's sessions
 	// (JobFreezeRequest → JobFreezes, 202).
@@ -42,6 +50,12 @@ const (
 	QueryNode = "node"
 	QueryJob  = "job"
 )
+
+// QueryQuotas is the query parameter of RouteUsage, RouteArchivesPrune
+// and RouteArchivesRemove that carries the site's quotas (Quotas as JSON)
+// from the manager to an agent, as FreezeRequest.Quotas does for a
+// freeze; agents accept it only from the manager (or root).
+const QueryQuotas = "quotas"
 
 // QuerySavePath is the query parameter of RouteArchives that carries the
 // site's save path template from the manager to an agent, as
@@ -122,6 +136,110 @@ type FreezeRequest struct {
 	// Push, when set, pushes the frozen image to a registry once the
 	// archive is written.
 	Push *PushRequest `json:"push,omitempty"`
+	// Before are commands run in the session before it is read (cleaning
+	// caches, say), each a command line split as a shell would but run
+	// without one, as the container's user; they run after the site's.
+	Before []string `json:"before,omitempty"`
+	// Exclude are glob patterns of container paths the caller leaves out
+	// of this freeze, with everything below them, on top of the site's.
+	Exclude []string `json:"exclude,omitempty"`
+	// Quotas are the site's limits the manager passes on; the agent takes
+	// them only from the manager (or root). Nil means the agent's own.
+	Quotas *Quotas `json:"quotas,omitempty"`
+}
+
+// Quota limits what a user, or a Unix group's project directory, keeps on
+// the shared filesystem. Zero means no limit.
+type Quota struct {
+	MaxArchives int   `json:"max_archives,omitempty"`
+	MaxBytes    int64 `json:"max_bytes,omitempty"`
+}
+
+// Quotas are a site's limits.
+type Quotas struct {
+	// User is every user's quota below their save directory.
+	User Quota `json:"user,omitzero"`
+	// Groups are the quotas of project directories: a directory of the
+	// save path that belongs to one of these groups (setgid, so that the
+	// archives below it do too) counts all of that group's archives.
+	Groups map[string]Quota `json:"groups,omitempty"`
+	// MaxFreezeSize refuses a freeze whose changes (the new layer) are
+	// larger, in bytes.
+	MaxFreezeSize int64 `json:"max_freeze_size,omitempty"`
+}
+
+// Usage is what a user keeps below their save directory.
+type Usage struct {
+	Dir      string `json:"dir"`
+	Archives int    `json:"archives"`
+	// Bytes counts the archives and their sidecars, as du does.
+	Bytes       int64            `json:"bytes"`
+	ByContainer []ContainerUsage `json:"by_container"`
+	// Quota is the user's, when the site sets one.
+	Quota *Quota `json:"quota,omitempty"`
+	// Groups are the project directories with a quota that the user's
+	// save directory lies in, and their whole group's usage.
+	Groups   []GroupUsage `json:"groups,omitempty"`
+	Warnings []string     `json:"warnings,omitempty"`
+}
+
+// ContainerUsage is one source container's share of a usage.
+type ContainerUsage struct {
+	Container string    `json:"container"`
+	Archives  int       `json:"archives"`
+	Bytes     int64     `json:"bytes"`
+	Newest    time.Time `json:"newest"`
+}
+
+// GroupUsage is a project directory's usage against its group's quota.
+type GroupUsage struct {
+	Group    string `json:"group"`
+	Dir      string `json:"dir"`
+	Archives int    `json:"archives"`
+	Bytes    int64  `json:"bytes"`
+	Quota    Quota  `json:"quota"`
+}
+
+// PruneRequest asks for the retention rules to be applied.
+type PruneRequest struct {
+	// DryRun lists what would go and removes nothing.
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// PruneResult says what a prune removed (or would remove).
+type PruneResult struct {
+	Dir     string         `json:"dir"`
+	DryRun  bool           `json:"dry_run,omitempty"`
+	Removed []ArchiveEntry `json:"removed"`
+	// Kept counts the archives left.
+	Kept int `json:"kept"`
+	// Freed counts the bytes removed (or that would be).
+	Freed    int64    `json:"freed"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// RemoveRequest names archives to remove, with their sidecars.
+type RemoveRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// RemoveResult says which went.
+type RemoveResult struct {
+	Removed []string `json:"removed"`
+	Freed   int64    `json:"freed"`
+}
+
+// CommandResult is how a command run before a freeze went.
+type CommandResult struct {
+	Command string `json:"command"`
+	// Source is "site" (before_freeze in agent.toml) or "user".
+	Source   string  `json:"source"`
+	ExitCode int     `json:"exit_code"`
+	Seconds  float64 `json:"seconds"`
+	// Output is the end of what it printed (stdout and stderr).
+	Output string `json:"output,omitempty"`
+	// Error says why it did not run, or did not end in time.
+	Error string `json:"error,omitempty"`
 }
 
 // PushRequest asks for the frozen image to be pushed to an OCI registry
@@ -178,6 +296,7 @@ const (
 // Phases of a running task.
 const (
 	PhaseConnecting = "connecting" // reaching the owner's Podman
+	PhaseBefore     = "before"     // running the commands asked for before the freeze
 	PhasePausing    = "pausing"    // pausing the container for a consistent read
 	PhaseCommitting = "committing" // podman commit (the commit path only)
 	PhaseExporting  = "exporting"  // reading the layers, compressing, writing
@@ -222,6 +341,8 @@ type Task struct {
 	Method string `json:"method,omitempty"`
 	// Exclusions says what the freeze left out of the archive.
 	Exclusions *Exclusions `json:"exclusions,omitempty"`
+	// Before are the commands run in the session before it was read.
+	Before []CommandResult `json:"before,omitempty"`
 }
 
 // Freeze methods (Task.Method, Sidecar.Method).
@@ -317,6 +438,8 @@ type Sidecar struct {
 	// Method is how the archive was made: "direct" (read from the
 	// container's storage) or "commit" (through podman commit).
 	Method string `json:"method,omitempty"`
+	// LastUsed is when the archive was last restored.
+	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
 // Exclusions is what a freeze left out of the container's changes.
@@ -325,11 +448,13 @@ type Exclusions struct {
 	// only to mount something over (bind mounts, volumes, devices,
 	// /etc/hosts …), as container paths.
 	Placeholders []string `json:"placeholders,omitempty"`
-	// Patterns are the exclusion patterns applied, and Entries and Bytes
+	// Patterns are the site's exclusion patterns, UserPatterns the
+	// caller's (--exclude and their exclude file); Entries and Bytes are
 	// what they removed.
-	Patterns []string `json:"patterns,omitempty"`
-	Entries  int      `json:"entries,omitempty"`
-	Bytes    int64    `json:"bytes,omitempty"`
+	Patterns     []string `json:"patterns,omitempty"`
+	UserPatterns []string `json:"user_patterns,omitempty"`
+	Entries      int      `json:"entries,omitempty"`
+	Bytes        int64    `json:"bytes,omitempty"`
 }
 
 // ArchiveEntry is one archive found through its sidecar.

@@ -332,3 +332,37 @@ func statusIn(code int, ok []int) bool {
 	}
 	return false
 }
+
+// Usage says how much user (empty: the caller) keeps below their save
+// directory, against the quotas; naming another user takes an admin.
+func (c *Client) Usage(ctx context.Context, user string) (*api.Usage, error) {
+	route := api.RouteUsage
+	if user != "" {
+		route += "?" + url.Values{api.QueryUser: {user}}.Encode()
+	}
+	var u api.Usage
+	if err := c.do(ctx, http.MethodGet, route, nil, &u, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// Prune applies the retention rules (the site's and the caller's own) to
+// the caller's archives; with dryRun it only says what would go.
+func (c *Client) Prune(ctx context.Context, dryRun bool) (*api.PruneResult, error) {
+	var r api.PruneResult
+	if err := c.do(ctx, http.MethodPost, api.RouteArchivesPrune, api.PruneRequest{DryRun: dryRun}, &r, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RemoveArchives removes the caller's archives at paths, with their
+// sidecars.
+func (c *Client) RemoveArchives(ctx context.Context, paths []string) (*api.RemoveResult, error) {
+	var r api.RemoveResult
+	if err := c.do(ctx, http.MethodPost, api.RouteArchivesRemove, api.RemoveRequest{Paths: paths}, &r, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/baicommit/baicommit/internal/config"
 	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/units"
+	"github.com/baicommit/baicommit/policy"
 )
 
 // Config is the manager's TOML configuration (see manager.toml.example).
@@ -40,6 +42,10 @@ type Config struct {
 	SavePath string `toml:"save_path"`
 	// Admins may act on anyone's sessions (keys admins and admin_groups).
 	identity.Admins
+	// Quota and MaxFreezeSize are the site's limits, passed on to agents
+	// like save_path; unset, each agent's own apply.
+	Quota         policy.Quotas `toml:"quota"`
+	MaxFreezeSize units.Size    `toml:"max_freeze_size"`
 	// MungeSocket is munged's socket; empty means its default.
 	MungeSocket string `toml:"munge_socket"`
 	// SlurmBinDir holds squeue, scontrol and sinfo.
@@ -117,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AgentTimeout.Duration <= 0 {
 		return errors.New("agent_timeout must be positive")
+	}
+	if err := c.Quota.Validate(c.MaxFreezeSize); err != nil {
+		return err
 	}
 	if c.SavePath != "" && (!filepath.IsAbs(c.SavePath) || filepath.Clean(c.SavePath) != c.SavePath) {
 		return fmt.Errorf("save_path %q must be a clean absolute path template", c.SavePath)

@@ -5,9 +5,10 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/baicommit/baicommit/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // metrics are this replica's Prometheus metrics. Outcomes of freezes are

@@ -39,6 +39,9 @@ func (m *Manager) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.RouteNodes, m.authed(m.handleNodes))
 	mux.HandleFunc("GET "+api.RouteVersion, m.authed(m.handleVersion))
 	mux.HandleFunc("GET "+api.RouteArchives, m.authed(m.handleArchives))
+	mux.HandleFunc("GET "+api.RouteUsage, m.authed(m.handleUsage))
+	mux.HandleFunc("POST "+api.RouteArchivesPrune, m.authed(m.handlePrune))
+	mux.HandleFunc("POST "+api.RouteArchivesRemove, m.authed(m.handleRemove))
 	mux.HandleFunc("GET "+RouteHealth, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -81,8 +84,8 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.writeError(w, err)
 		return
 	}
-	if req.SavePath != "" {
-		m.writeError(w, userErr(KindForbidden, "save_path is set by the site, not per request"))
+	if req.SavePath != "" || req.Quotas != nil {
+		m.writeError(w, userErr(KindForbidden, "save_path and quotas are set by the site, not per request"))
 		return
 	}
 	if err := mayActFor(id, req.User); err != nil {
@@ -94,7 +97,7 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.refused(w, err)
 		return
 	}
-	req.Node, req.SavePath = node, m.cfg.SavePath
+	req.Node, req.SavePath, req.Quotas = node, m.cfg.SavePath, m.siteQuotas()
 	body, err := json.Marshal(req)
 	if err != nil {
 		m.writeError(w, err)
@@ -347,8 +350,14 @@ func fanOut[T any](ctx context.Context, nodes []string, ask func(context.Context
 // getJSON asks node's agent for target and decodes a 200 answer; other
 // answers become errors with the agent's message.
 func getJSON[T any](ctx context.Context, m *Manager, node, target string, uid int) (T, error) {
+	return callJSON[T](ctx, m, node, http.MethodGet, target, nil, uid)
+}
+
+// callJSON sends body (JSON, or nil) to node's agent and decodes a 200
+// answer, like getJSON.
+func callJSON[T any](ctx context.Context, m *Manager, node, method, target string, body []byte, uid int) (T, error) {
 	var v T
-	rep, err := m.callAgent(ctx, node, http.MethodGet, target, nil, uid)
+	rep, err := m.callAgent(ctx, node, method, target, body, uid)
 	if err != nil {
 		return v, err
 	}

@@ -111,6 +111,8 @@ func (m *Manager) webRoutes(mux *http.ServeMux) {
 	route("POST "+webAPI+"freezes", m.webAuthed(m.handleFreeze))
 	route("GET "+webAPI+"tasks/{id}", m.webAuthed(m.handleTask))
 	route("GET "+webAPI+"archives", m.webAuthed(m.handleArchives))
+	route("GET "+webAPI+"usage", m.webAuthed(m.handleUsage))
+	route("POST "+webAPI+"archives/remove", m.webAuthed(m.handleRemove))
 }
 
 // noStore keeps answers about a user out of shared and browser caches.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/units"
 )
 
 // Policy is the site's rules for freezes.
@@ -49,6 +50,19 @@ type Policy struct {
 	// left out of every freeze with everything below them.
 	Exclude []string `toml:"exclude"`
 
+	// Quota limits what users and project groups keep; MaxFreezeSize
+	// refuses a freeze whose changes are larger.
+	Quota         Quotas     `toml:"quota"`
+	MaxFreezeSize units.Size `toml:"max_freeze_size"`
+	// Retention says which archives stay after a freeze and on a prune.
+	Retention Retention `toml:"retention"`
+	// BeforeFreeze are commands run in a session before it is read, as
+	// its user, each within BeforeFreezeTimeout; a failure is a warning,
+	// or aborts the freeze when BeforeFreezeFailure is "abort".
+	BeforeFreeze        []string       `toml:"before_freeze"`
+	BeforeFreezeTimeout units.Duration `toml:"before_freeze_timeout"`
+	BeforeFreezeFailure string         `toml:"before_freeze_failure"`
+
 	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
 	// EpilogLabelled, EpilogJob or EpilogOff.
 	EpilogFreeze string `toml:"epilog_freeze"`
@@ -56,6 +70,9 @@ type Policy struct {
 	// processes escaped the job) before freezing it.
 	EpilogStop bool `toml:"epilog_stop"`
 }
+
+// DefaultBeforeFreezeTimeout bounds each command run before a freeze.
+const DefaultBeforeFreezeTimeout = 10 * time.Minute
 
 // Values of freeze_method.
 const (
@@ -72,13 +89,15 @@ var DefaultScrubEnv = []string{
 // Default returns the policy used for keys a configuration leaves out.
 func Default() Policy {
 	return Policy{
-		SavePath:         "/var/lib/baicommit/archives/{user}",
-		FileName:         "{container}-{time}-{job}-{node}-{task}",
-		ArchiveMode:      "0640",
-		CompressionLevel: 1,
-		FreezeMethod:     FreezeDirect,
-		EpilogFreeze:     EpilogLabelled,
-		EpilogStop:       true,
+		SavePath:            "/var/lib/baicommit/archives/{user}",
+		FileName:            "{container}-{time}-{job}-{node}-{task}",
+		ArchiveMode:         "0640",
+		CompressionLevel:    1,
+		FreezeMethod:        FreezeDirect,
+		BeforeFreezeTimeout: units.Duration{Duration: DefaultBeforeFreezeTimeout},
+		BeforeFreezeFailure: BeforeWarn,
+		EpilogFreeze:        EpilogLabelled,
+		EpilogStop:          true,
 		// A copy: decoding a configuration fills this slice in place.
 		ScrubEnv: slices.Clone(DefaultScrubEnv),
 	}
@@ -132,7 +151,37 @@ func (p *Policy) Validate() error {
 	default:
 		return fmt.Errorf("freeze_method %q: want %q (read the container's storage) or %q (podman commit)", p.FreezeMethod, FreezeDirect, FreezeCommit)
 	}
-	return ValidExclude("exclude", p.Exclude)
+	if err := ValidExclude("exclude", p.Exclude); err != nil {
+		return err
+	}
+	if err := p.Quota.validate(); err != nil {
+		return err
+	}
+	if p.MaxFreezeSize < 0 {
+		return fmt.Errorf("max_freeze_size %d: must be 0 (no limit) or more", p.MaxFreezeSize)
+	}
+	if err := p.Retention.Validate("retention"); err != nil {
+		return err
+	}
+	for _, c := range p.BeforeFreeze {
+		if _, err := Command("before_freeze command", c); err != nil {
+			return err
+		}
+	}
+	switch p.BeforeFreezeFailure {
+	case "":
+		p.BeforeFreezeFailure = BeforeWarn
+	case BeforeWarn, BeforeAbort:
+	default:
+		return fmt.Errorf("before_freeze_failure %q: want %q (a failing command is a warning) or %q (it aborts the freeze)", p.BeforeFreezeFailure, BeforeWarn, BeforeAbort)
+	}
+	switch {
+	case p.BeforeFreezeTimeout.Duration == 0:
+		p.BeforeFreezeTimeout.Duration = DefaultBeforeFreezeTimeout
+	case p.BeforeFreezeTimeout.Duration < 0:
+		return fmt.Errorf("before_freeze_timeout %s: must be positive", p.BeforeFreezeTimeout.Duration)
+	}
+	return nil
 }
 
 // ValidExclude checks exclusion patterns (key names them in the error):

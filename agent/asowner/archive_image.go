@@ -65,6 +65,9 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 	if mode == 0 {
 		mode = 0o640
 	}
+	if err := checkLimits(spec.Quota, dir, spec.Dir, spec.SizeHint, spec.SizeHint); err != nil {
+		return err
+	}
 	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,14 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	if err := policy.ValidExclude("exclude", spec.Exclude); err != nil {
 		return err
 	}
+	if err := policy.ValidExclude("--exclude", spec.UserExclude); err != nil {
+		return err
+	}
+	mine, err := userExcludes()
+	if err != nil {
+		return err
+	}
+	userPatterns := append(slices.Clone(spec.UserExclude), mine...)
 	named, err := reference.ParseNormalizedNamed(spec.RepoTag)
 	if err != nil {
 		return fmt.Errorf("image name %q: %w", spec.RepoTag, err)
@@ -68,6 +77,7 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	if err != nil {
 		return err
 	}
+	f.src.Exclude = append(slices.Clone(spec.Exclude), userPatterns...)
 	list, err := layer.Build(f.src, scratch)
 	if err != nil {
 		scratch.Close()
@@ -92,6 +102,9 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	}
 	total, err := aw.archiveSize(f.base, newLayerPath, list.Size, provisional)
 	if err != nil {
+		return err
+	}
+	if err := checkLimits(spec.Quota, dir, spec.Dir, total, list.Size); err != nil {
 		return err
 	}
 
@@ -186,7 +199,8 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	if err != nil {
 		return err
 	}
-	ex := &api.Exclusions{Placeholders: list.LeftOut, Patterns: spec.Exclude, Entries: list.Excluded.Entries, Bytes: list.Excluded.Bytes}
+	ex := &api.Exclusions{Placeholders: list.LeftOut, Patterns: spec.Exclude, UserPatterns: userPatterns,
+		Entries: list.Excluded.Entries, Bytes: list.Excluded.Bytes}
 	sc := spec.Sidecar
 	sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
 	sc.ImageID, sc.Method, sc.Exclusions = docs.configDigest.String(), api.MethodDirect, ex

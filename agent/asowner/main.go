@@ -56,8 +56,9 @@ func Main(op string) int {
 	defer stop()
 	if err := Run(ctx, spec, emit); err != nil {
 		var u *unsupported
+		var q *quotaError
 		emit(messages.Event{Event: messages.EventError, Message: err.Error(), NoSpace: NoSpace(err),
-			Denied: errors.Is(err, fs.ErrPermission), Unsupported: errors.As(err, &u)})
+			Denied: errors.Is(err, fs.ErrPermission), Unsupported: errors.As(err, &u), QuotaExceeded: errors.As(err, &q)})
 		return 1
 	}
 	return 0
@@ -77,6 +78,12 @@ func Run(ctx context.Context, spec messages.Spec, emit func(messages.Event)) err
 		return push(ctx, spec, emit)
 	case messages.OpList:
 		return list(ctx, spec, emit)
+	case messages.OpUsage:
+		return usage(ctx, spec, emit)
+	case messages.OpPrune:
+		return prune(ctx, spec, emit)
+	case messages.OpRemoveArchives:
+		return removeArchives(ctx, spec, emit)
 	}
 	return fmt.Errorf("unknown operation %q", spec.Op)
 }

@@ -39,6 +39,8 @@ func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	}
 	f := os.NewFile(uintptr(fd), spec.Name)
 	defer f.Close()
+	// No prune or rm takes the archive while it is pushed.
+	archives.Share(f)
 
 	p := spec.Push
 	opts := registry.Options{

@@ -18,6 +18,7 @@ import (
 	"io"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/policy"
 )
 
 // Command is the hidden sub-command of baicommit-agent that runs a helper.
@@ -39,10 +40,18 @@ const (
 	OpPush = "push"
 	// OpList lists the owner's archives below Dir through their sidecars.
 	OpList = "list"
+	// OpUsage sums the owner's archives below Dir, and the project
+	// directories of Groups on the way to Dest.
+	OpUsage = "usage"
+	// OpPrune applies Retention, and the owner's own rules, to the owner's
+	// archives below Dir.
+	OpPrune = "prune"
+	// OpRemoveArchives removes the owner's archives Paths names.
+	OpRemoveArchives = "remove-archives"
 )
 
 // Ops are all operations, for the helper's usage.
-var Ops = []string{OpFreeze, OpArchiveImage, OpRemove, OpPush, OpList}
+var Ops = []string{OpFreeze, OpArchiveImage, OpRemove, OpPush, OpList, OpUsage, OpPrune, OpRemoveArchives}
 
 // InNamespace reports whether op runs inside the owner's rootless user
 // namespace (to read their image store) rather than with their
@@ -97,6 +106,37 @@ type Spec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Comment is the history entry's comment.
 	Comment string `json:"comment,omitempty"`
+	// UserExclude are the caller's exclusion patterns (--exclude); the
+	// helper adds those of the owner's exclude file.
+	UserExclude []string `json:"user_exclude,omitempty"`
+	// Quota is what OpFreeze checks, after listing and before writing,
+	// with the usage OpUsage found just before; nil: no quota.
+	// OpArchiveImage checks it with SizeHint, the committed image's size.
+	Quota    *QuotaCheck `json:"quota,omitempty"`
+	SizeHint int64       `json:"size_hint,omitempty"`
+
+	// Dest is the destination a freeze will write to (OpUsage), Groups
+	// the group quotas that may apply there.
+	Dest   string       `json:"dest,omitempty"`
+	Groups []GroupQuota `json:"groups,omitempty"`
+	// Retention are the site's rules for OpPrune.
+	Retention *policy.Retention `json:"retention,omitempty"`
+	DryRun    bool              `json:"dry_run,omitempty"`
+	// Paths are the archives OpRemoveArchives removes.
+	Paths []string `json:"paths,omitempty"`
+}
+
+// GroupQuota is a group's quota, by name and gid as the host knows it.
+type GroupQuota struct {
+	Name  string    `json:"name"`
+	GID   int       `json:"gid"`
+	Quota api.Quota `json:"quota"`
+}
+
+// QuotaCheck is what a freeze may add: the limits and the usage so far.
+type QuotaCheck struct {
+	Quotas api.Quotas `json:"quotas"`
+	Usage  api.Usage  `json:"usage"`
 }
 
 // Container is what the owner's Podman says of a container, for the image
@@ -167,6 +207,14 @@ type Event struct {
 	ImageID string `json:"image_id,omitempty"`
 	// Exclusions says what OpFreeze left out.
 	Exclusions *api.Exclusions `json:"exclusions,omitempty"`
+	// The results of OpUsage, OpPrune and OpRemoveArchives, in their done
+	// event (OpPrune also reports each removal as an EventArchive).
+	Usage  *api.Usage        `json:"usage,omitempty"`
+	Prune  *api.PruneResult  `json:"prune,omitempty"`
+	Remove *api.RemoveResult `json:"remove,omitempty"`
+	// QuotaExceeded marks an error event: the freeze would pass a quota,
+	// and nothing was written.
+	QuotaExceeded bool `json:"quota_exceeded,omitempty"`
 }
 
 // Encoder returns an emit function writing events as JSON lines to w.

@@ -11,18 +11,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containers/podman/v5/libpod/define"
+	"github.com/containers/podman/v5/pkg/api/handlers"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/images"
 	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"go.podman.io/image/v5/docker/reference"
+	"golang.org/x/sys/unix"
 
 	"github.com/baicommit/baicommit/agent/runas"
 	"github.com/baicommit/baicommit/internal/identity"
@@ -301,4 +305,80 @@ func (l Loader) Load(ctx context.Context, u *identity.User, archive string) erro
 		return fmt.Errorf("podman load: %v: %s", err, strings.TrimSpace(string(out[max(0, len(out)-2000):])))
 	}
 	return nil
+}
+
+// ErrExecTimeout means a command run in a container did not end in time;
+// it was killed.
+var ErrExecTimeout = errors.New("did not end in time")
+
+// maxExecOutput is how much of a command's output is kept: its end.
+const maxExecOutput = 16 << 10
+
+// Exec runs argv in a running container, as its user, and returns its
+// exit code and the end of what it printed. When ctx ends first, the
+// command is killed and ErrExecTimeout returned.
+func (s *Service) Exec(ctx context.Context, id string, argv []string) (int, string, error) {
+	cfg := new(handlers.ExecCreateConfig)
+	cfg.Cmd, cfg.AttachStdout, cfg.AttachStderr = argv, true, true
+	// Creating and inspecting a session answers at once; only the
+	// command itself runs until ctx ends.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	sid, err := containers.ExecCreate(s.call(bg), id, cfg)
+	if err != nil {
+		return 0, "", notFound(err)
+	}
+	out := &tail{max: maxExecOutput}
+	var w io.Writer = out
+	done := make(chan error, 1)
+	go func() {
+		opts := new(containers.ExecStartAndAttachOptions).WithOutputStream(w).WithErrorStream(w).
+			WithAttachOutput(true).WithAttachError(true)
+		done <- containers.ExecStartAndAttach(s.call(context.WithoutCancel(ctx)), sid, opts)
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// The API has no way to stop an exec session on every Podman this
+		// supports: end its process, which runs as the session's user.
+		if insp, ierr := containers.ExecInspect(s.call(bg), sid, nil); ierr == nil && insp.Running && insp.Pid > 0 {
+			_ = unix.Kill(insp.Pid, unix.SIGKILL)
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		return -1, out.String(), ErrExecTimeout
+	}
+	if err != nil {
+		return -1, out.String(), err
+	}
+	insp, err := containers.ExecInspect(s.call(bg), sid, nil)
+	if err != nil {
+		return -1, out.String(), err
+	}
+	return insp.ExitCode, out.String(), nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.ToValidUTF8(string(t.b), "?")
 }

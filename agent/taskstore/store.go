@@ -40,6 +40,15 @@ type Record struct {
 	// Paused says the freeze paused the container and has not unpaused it
 	// yet: an agent that starts again unpauses it.
 	Paused bool `json:"paused,omitempty"`
+
+	// UserDir is the owner's save directory (where quotas and retention
+	// count their archives); UserBefore and UserExclude are what the
+	// request asked to run before the freeze and to leave out; Quotas are
+	// the manager's (nil: the agent's own).
+	UserDir     string      `json:"user_dir,omitempty"`
+	UserBefore  []string    `json:"user_before,omitempty"`
+	UserExclude []string    `json:"user_exclude,omitempty"`
+	Quotas      *api.Quotas `json:"quotas,omitempty"`
 }
 
 // Store is the task database. It is safe for concurrent use.

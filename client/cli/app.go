@@ -72,6 +72,9 @@ func (e *env) app() *ucli.App {
 			e.pushCommand(),
 			e.restoreCommand(),
 			e.webCommand(),
+			e.usageCommand(),
+			e.pruneCommand(),
+			e.rmCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.
@@ -85,6 +88,8 @@ func (e *env) app() *ucli.App {
 		Writer:               e.stdout,
 		ErrWriter:            e.stderr,
 		EnableBashCompletion: true,
+		// --before "a, b" is one command, not two.
+		DisableSliceFlagSeparator: true,
 		// urfave/cli would call os.Exit on errors; Run maps them to exit
 		// codes itself so that it stays testable.
 		ExitErrHandler: func(*ucli.Context, error) {},

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/units"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
@@ -131,7 +133,7 @@ func printArchives(w io.Writer, es []archives.Entry, now time.Time) error {
 			pushed = p.Ref
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			ago(now, a.Created), humanBytes(a.Size), orDash(a.SourceContainer), orDash(a.Job), orDash(a.Task), pushed, a.Path)
+			ago(now, a.Created), units.Human(a.Size), orDash(a.SourceContainer), orDash(a.Job), orDash(a.Task), pushed, a.Path)
 	}
 	return tw.Flush()
 }

@@ -5,18 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
+
+	"github.com/baicommit/baicommit/internal/units"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/argv"
 )
 
 func (e *env) commitCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "commit",
-		Usage:     "freeze a container into a docker-archive .tar.gz",
+		Usage:     "freeze a container into an image archive (.tar.gz)",
 		ArgsUsage: "CONTAINER",
 		Description: "Starts a freeze of CONTAINER (a name or id from 'baicommit sessions') and\n" +
 			"prints the task id. With --wait, follows the freeze to the end and prints\n" +
@@ -29,6 +33,8 @@ func (e *env) commitCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "job", Usage: "the Slurm `JOBID` the container belongs to (with --manager, also where it runs)"},
 			&ucli.StringFlag{Name: "node", Usage: "with --manager: the `NODE` the container runs on"},
 			&ucli.StringFlag{Name: "push", Usage: "then push the image to `REF` (REGISTRY/NAME[:TAG]) with your credentials"},
+			&ucli.StringSliceFlag{Name: "before", Usage: "first run `COMMAND` in the session (e.g. 'conda clean -afy'; split as a shell would, run without one); repeatable"},
+			&ucli.StringSliceFlag{Name: "exclude", Usage: "leave the container path `GLOB` (and what is below it) out of the freeze; repeatable; also from ~/.config/baicommit/exclude"},
 		}, registryFlags()...),
 		OnUsageError: onUsageError,
 		Action:       e.commit,
@@ -48,6 +54,16 @@ func (e *env) commit(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, b := range c.StringSlice("before") {
+		if _, err := argv.Split("--before", b); err != nil {
+			return usageErrorf("commit", "%v", err)
+		}
+	}
+	for _, p := range c.StringSlice("exclude") {
+		if _, err := path.Match(p, "/"); err != nil || !strings.HasPrefix(p, "/") {
+			return usageErrorf("commit", "--exclude %q: give an absolute glob of container paths, like /root/.cache", p)
+		}
+	}
 	ctx := c.Context
 	t, err := cl.Freeze(ctx, api.FreezeRequest{
 		Container: name,
@@ -56,6 +72,8 @@ func (e *env) commit(c *ucli.Context) error {
 		Job:       c.String("job"),
 		Node:      c.String("node"),
 		Push:      push,
+		Before:    c.StringSlice("before"),
+		Exclude:   c.StringSlice("exclude"),
 	})
 	if err != nil {
 		return err
@@ -164,9 +182,9 @@ func printFailure(w io.Writer, t *api.Task, warnings bool) {
 
 // sizeText is an archive's size, with the uncompressed size when known.
 func sizeText(a *api.Archive) string {
-	s := humanBytes(a.Size)
+	s := units.Human(a.Size)
 	if a.Uncompressed > 0 {
-		s += fmt.Sprintf(" (%s uncompressed)", humanBytes(a.Uncompressed))
+		s += fmt.Sprintf(" (%s uncompressed)", units.Human(a.Uncompressed))
 	}
 	return s
 }

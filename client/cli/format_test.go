@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/units"
+
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
@@ -24,7 +26,7 @@ func TestHumanBytes(t *testing.T) {
 		{5 << 40, "5.0 TiB"},
 	}
 	for _, tc := range tests {
-		assert.Check(t, is.Equal(humanBytes(tc.n), tc.want))
+		assert.Check(t, is.Equal(units.Human(tc.n), tc.want))
 	}
 }
 

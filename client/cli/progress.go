@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/units"
+
 	"github.com/baicommit/baicommit/api"
 )
 
@@ -60,13 +62,13 @@ func barLine(t *api.Task, took time.Duration, width int) string {
 	}
 	pct := percent(p)
 	if pct < 0 {
-		return fit(fmt.Sprintf("%s  %s read  %s written%s", label, humanBytes(p.BytesRead), humanBytes(p.BytesWritten), tail), width)
+		return fit(fmt.Sprintf("%s  %s read  %s written%s", label, units.Human(p.BytesRead), units.Human(p.BytesWritten), tail), width)
 	}
-	head := fmt.Sprintf("%s  %s / %s %3d%% ", label, humanBytes(p.BytesRead), humanBytes(p.BytesTotal), pct)
+	head := fmt.Sprintf("%s  %s / %s %3d%% ", label, units.Human(p.BytesRead), units.Human(p.BytesTotal), pct)
 	if p.SecondsLeft > 0 {
 		tail += "  ~" + clock(time.Duration(p.SecondsLeft*float64(time.Second))) + " left"
 	}
-	rest := fmt.Sprintf(" %s written%s", humanBytes(p.BytesWritten), tail)
+	rest := fmt.Sprintf(" %s written%s", units.Human(p.BytesWritten), tail)
 	// The bar takes what room is left, within reason; on a narrow terminal
 	// it goes, the numbers stay.
 	room := width - 1 - len(head) - len(rest) - 2

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/units"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
@@ -164,10 +166,10 @@ func (e *env) push(c *ucli.Context) error {
 func pushLine(p *api.PushStatus, took time.Duration, width int) string {
 	tail := "  " + clock(took)
 	if p.Total <= 0 {
-		return fit(fmt.Sprintf("pushing  %s sent%s", humanBytes(p.Sent), tail), width)
+		return fit(fmt.Sprintf("pushing  %s sent%s", units.Human(p.Sent), tail), width)
 	}
 	pct := min(int(p.Sent*100/p.Total), 99)
-	head := fmt.Sprintf("pushing  %s / %s %3d%% ", humanBytes(p.Sent), humanBytes(p.Total), pct)
+	head := fmt.Sprintf("pushing  %s / %s %3d%% ", units.Human(p.Sent), units.Human(p.Total), pct)
 	room := width - 1 - len(head) - len(tail) - 2
 	if room < 10 {
 		return fit(head+tail, width)

@@ -61,6 +61,9 @@ func (e *env) restore(c *ucli.Context) error {
 		fmt.Fprintf(e.stdout, "Verified %s (sha256 %s)\n", res.Source, res.SHA256)
 	}
 	fmt.Fprintf(e.stdout, "Restored %s into your Podman\n", res.Image)
+	for _, w := range res.Warnings {
+		fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
+	}
 	fmt.Fprintf(e.stdout, "Start a new session from it:\n  podman run -it %s\n", res.Image)
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/baicommit/baicommit/internal/units"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/baicommit/baicommit/api"
@@ -101,7 +103,7 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 			row("Left out", "%s (empty mount points the runtime made)", strings.Join(x.Placeholders, " "))
 		}
 		if len(x.Patterns) > 0 {
-			row("Excluded", "%d entries, %s (%s)", x.Entries, humanBytes(x.Bytes), strings.Join(x.Patterns, " "))
+			row("Excluded", "%d entries, %s (%s)", x.Entries, units.Human(x.Bytes), strings.Join(x.Patterns, " "))
 		}
 	}
 	row("Created", "%s", timestamp(now, t.Created))
@@ -131,11 +133,11 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 
 // progressText is a running task's progress in words.
 func progressText(p api.Progress) string {
-	s := humanBytes(p.BytesRead) + " read"
+	s := units.Human(p.BytesRead) + " read"
 	if pct := percent(p); pct >= 0 {
-		s = fmt.Sprintf("%s of %s (%d%%)", s, humanBytes(p.BytesTotal), pct)
+		s = fmt.Sprintf("%s of %s (%d%%)", s, units.Human(p.BytesTotal), pct)
 	}
-	s += ", " + humanBytes(p.BytesWritten) + " written"
+	s += ", " + units.Human(p.BytesWritten) + " written"
 	if p.SecondsLeft > 0 {
 		s += ", about " + clock(time.Duration(p.SecondsLeft*float64(time.Second))) + " left"
 	}

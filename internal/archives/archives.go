@@ -156,7 +156,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // Open opens the archive at path for reading (not following a symbolic
-// link at its last component) together with its sidecar. A missing
+// link at its last component) together with its sidecar, and takes its
+// shared lock (Share) until the file is closed. A missing
 // sidecar is an error: without it nothing can be verified.
 func Open(path string) (*os.File, *api.Sidecar, error) {
 	scPath := SidecarPath(path)
@@ -174,5 +175,7 @@ func Open(path string) (*os.File, *api.Sidecar, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// Held while the archive is read: no prune or rm takes it meanwhile.
+	Share(f)
 	return f, sc, nil
 }

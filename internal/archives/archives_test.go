@@ -251,3 +251,25 @@ func TestEntryLastPush(t *testing.T) {
 	e.Pushes = []api.PushRecord{{Ref: "r/a:1"}, {Ref: "r/a:2"}}
 	assert.Check(t, is.Equal(e.LastPush().Ref, "r/a:2"))
 }
+
+func TestGroupScope(t *testing.T) {
+	root := t.TempDir()
+	assert.NilError(t, os.MkdirAll(filepath.Join(root, "proj", "alice"), 0o755))
+	gid := os.Getgid()
+	for _, tc := range []struct {
+		name, dest string
+		gid        int
+		want       string
+	}{
+		{"the outermost directory of the group", filepath.Join(root, "proj", "alice"), gid, root},
+		{"the root itself", root, gid, root},
+		{"no directory of that group", filepath.Join(root, "proj", "alice"), gid + 12345, ""},
+		{"outside the root", filepath.Dir(root), gid, ""},
+		{"a sibling of the root", root + "x/proj", gid, ""},
+		{"a directory that is not there", filepath.Join(root, "nope", "alice"), gid + 12345, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Check(t, is.Equal(GroupScope(root, tc.dest, tc.gid), tc.want))
+		})
+	}
+}

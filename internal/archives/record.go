@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,23 @@ func RecordPush(path string, rec api.PushRecord) error {
 // dir; the agent's helper uses it on a directory it opened without
 // following links.
 func RecordPushAt(dir *os.File, name string, rec api.PushRecord) error {
+	return updateSidecarAt(dir, name, "record the push", func(sc *api.Sidecar) { sc.Pushes = append(sc.Pushes, rec) })
+}
+
+// RecordUse records in the sidecar at path that its archive was restored
+// at t (retention can keep archives used lately).
+func RecordUse(path string, t time.Time) error {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return updateSidecarAt(dir, filepath.Base(path), "record the restore", func(sc *api.Sidecar) { sc.LastUsed = t.UTC() })
+}
+
+// updateSidecarAt rewrites the sidecar name in dir with change applied,
+// atomically (what says what is done, for errors).
+func updateSidecarAt(dir *os.File, name, what string, change func(*api.Sidecar)) error {
 	// Two pushes of one archive ending together would each rewrite the
 	// sidecar from what they read, and one record would be lost: the
 	// directory's lock serializes them. Where the filesystem cannot lock a
@@ -51,9 +69,9 @@ func RecordPushAt(dir *os.File, name string, rec api.PushRecord) error {
 	if err != nil {
 		return err
 	}
-	sc.Pushes = append(sc.Pushes, rec)
+	change(sc)
 	if err := safefile.ReplaceSidecar(dir, name, fi.Mode().Perm(), sc); err != nil {
-		return fmt.Errorf("record the push in %s: %w", f.Name(), err)
+		return fmt.Errorf("%s in %s: %w", what, f.Name(), err)
 	}
 	return nil
 }

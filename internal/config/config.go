@@ -8,26 +8,14 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/baicommit/baicommit/internal/units"
 )
 
-// Duration is a time.Duration written as "60s" in TOML.
-type Duration struct{ time.Duration }
-
-// UnmarshalText parses a Go duration string.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return err
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText writes the duration as a Go duration string.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+// Duration is a time.Duration written as "60s" or "30d" in TOML.
+type Duration = units.Duration
 
 // Load decodes the TOML file at path over v, which holds the defaults.
 // Unknown keys are errors: a misspelt key must not silently fall back to a

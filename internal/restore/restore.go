@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/klauspost/pgzip"
 
@@ -55,6 +56,8 @@ type Result struct {
 	SHA256 string `json:"sha256,omitempty"`
 	// Sidecar is the archive's description (archives only).
 	Sidecar *api.Sidecar `json:"sidecar,omitempty"`
+	// Warnings say what went wrong that did not stop the restore.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Archive verifies the archive at path against its sidecar and, only if it
@@ -109,6 +112,10 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	res := &Result{Source: path, Loaded: loaded, SHA256: sc.SHA256, Sidecar: sc, Image: sc.Image}
 	if res.Image == "" && len(loaded) > 0 {
 		res.Image = loaded[0]
+	}
+	// Retention can keep what was used lately.
+	if err := archives.RecordUse(archives.SidecarPath(path), time.Now()); err != nil {
+		res.Warnings = append(res.Warnings, "the restore could not be recorded in the sidecar: "+err.Error())
 	}
 	return tagAs(ctx, p, res, name)
 }

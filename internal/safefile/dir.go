@@ -61,8 +61,16 @@ func openChild(dirfd int, name string, create bool) (int, error) {
 		}
 		fd, err = unix.Openat(dirfd, name, flags, 0)
 		if err == nil && made {
-			// The umask may have narrowed the mode.
-			if err := unix.Fchmod(fd, DirMode); err != nil {
+			// The umask may have narrowed the mode. A setgid bit the
+			// directory inherited from a project directory stays: it
+			// keeps what is made below in the project's group, and so
+			// counted against the group's quota.
+			var st unix.Stat_t
+			err := unix.Fstat(fd, &st)
+			if err == nil {
+				err = unix.Fchmod(fd, DirMode|(st.Mode&unix.S_ISGID))
+			}
+			if err != nil {
 				unix.Close(fd)
 				return -1, err
 			}

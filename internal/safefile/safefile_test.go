@@ -87,6 +87,20 @@ func TestOpenDirModeIgnoresUmask(t *testing.T) {
 	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(safefile.DirMode)))
 }
 
+// A project directory's setgid bit passes down, so that archives made
+// below stay in the project's group.
+func TestOpenDirKeepsInheritedSetgid(t *testing.T) {
+	withUmask(t, 0o077)
+	root := t.TempDir()
+	assert.NilError(t, os.Chmod(root, 0o775|os.ModeSetgid))
+	openDir(t, root, filepath.Join(root, "proj", "alice"))
+	for _, d := range []string{"proj", "proj/alice"} {
+		fi, err := os.Lstat(filepath.Join(root, d))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(fi.Mode()&(os.ModePerm|os.ModeSetgid), os.FileMode(safefile.DirMode)|os.ModeSetgid), d)
+	}
+}
+
 func TestOpenDirExistingAndRoot(t *testing.T) {
 	root := fs.NewDir(t, "root", fs.WithDir("alice", fs.WithMode(0o700)))
 	// An existing directory is used as it is (its mode is not changed).

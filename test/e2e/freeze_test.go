@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/user"
@@ -16,11 +17,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
 )
 
 // commitJSON runs `baicommit commit --wait --json` as who and decodes the task.
@@ -296,18 +298,52 @@ func TestFullSavePath(t *testing.T) {
 	a := newAgent(t)
 	small := filepath.Join(a.dir, "small")
 	assert.NilError(t, os.Mkdir(small, 0o755))
-	out, err := rootCmd("mount", "-t", "tmpfs", "-o", "size=2m,mode=1777", "tmpfs", small)
+	out, err := rootCmd("mount", "-t", "tmpfs", "-o", "size=64m,mode=1777", "tmpfs", small)
 	assert.NilError(t, err, out)
 	withSaveRewrite(t, a, small)
 	a.start()
-	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=8 2>/dev/null")
+	ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=40 2>/dev/null")
 
+	// The freeze fits when it starts (the free-space check passes); then
+	// someone else fills the filesystem while it writes.
+	filled := make(chan error, 1)
+	go func() {
+		filled <- fillOnceWritten(filepath.Join(small, alice), filepath.Join(small, "other-users-file"))
+	}()
 	task, r := commitJSON(t, a, alice, ctr)
+	assert.NilError(t, <-filled)
 	assert.Equal(t, r.code, 1, "a failed freeze exits non-zero: %s", r)
 	assert.Equal(t, task.State, api.StateFailed)
 	assert.Check(t, is.Contains(task.Error, "full"))
 	assert.Check(t, is.Contains(task.Error, "nothing was written"))
 	assert.Check(t, is.Len(listDir(t, filepath.Join(small, alice)), 0), "partial files left on a full disk")
+}
+
+// fillOnceWritten waits (up to a minute) for something to appear in dir
+// and then fills its filesystem with the file fill.
+func fillOnceWritten(dir, fill string) error {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Millisecond) {
+		if es, _ := os.ReadDir(dir); len(es) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing appeared in %s", dir)
+		}
+	}
+	f, err := os.Create(fill)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 func TestPlantedSymlinkIsNotFollowed(t *testing.T) {

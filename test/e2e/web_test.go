@@ -410,3 +410,58 @@ func TestWebLoginLinkRefused(t *testing.T) {
 	msg = signIn(t, second, l.URL)
 	assert.Check(t, is.Contains(msg, "used already"))
 }
+
+// The images view shows what one keeps against the quota; Delete asks
+// first ("Keep it" keeps it), then removes the archive and its sidecar,
+// and the usage follows.
+func TestWebDeleteArchive(t *testing.T) {
+	n1 := slurmNode(t)
+	c := newCluster(t, []string{n1}, 1, nil, `quota = {max_archives = 5}`)
+	m := c.managers[0]
+	ctr := session(t, alice, "echo delete-me > /root/d.txt")
+	var paths []string
+	for range 2 {
+		r := m.cli(t, alice, "commit", "--node", n1, "--wait", "--json", ctr)
+		assert.Assert(t, is.Equal(r.code, 0), "%s", r)
+		paths = append(paths, decodeTask(t, r).Archive.Path)
+	}
+	ctx := newBrowser(t)
+	do(t, ctx, 60*time.Second,
+		chromedp.Navigate(webLink(t, m, alice).URL),
+		chromedp.WaitEnabled(id("signin")),
+		chromedp.Click(id("signin")),
+		chromedp.WaitVisible(id("nav-images")),
+		chromedp.Click(id("nav-images")),
+		chromedp.WaitVisible(css(`tr[data-archive=%q] button.delete`, paths[0])),
+	)
+	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("usage"))), "You keep 2 of 5 archives"))
+	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name on the images view")
+
+	del := css(`tr[data-archive=%q] button.delete`, paths[0])
+	do(t, ctx, 20*time.Second,
+		chromedp.Click(del),
+		chromedp.WaitVisible(id("delete-dialog")),
+		chromedp.Click(id("delete-cancel")),
+		chromedp.WaitNotVisible(id("delete-dialog")),
+	)
+	time.Sleep(500 * time.Millisecond) // a removal "Keep it" started would be done by now
+	_, err := os.Stat(paths[0])
+	assert.Check(t, err, "Keep it removed the archive")
+
+	do(t, ctx, 20*time.Second,
+		chromedp.Click(del),
+		chromedp.WaitVisible(id("delete-dialog")),
+	)
+	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("delete-path"))), paths[0]))
+	do(t, ctx, 30*time.Second,
+		chromedp.Click(id("delete-submit")),
+		chromedp.WaitNotPresent(css(`tr[data-archive=%q]`, paths[0])),
+		chromedp.WaitVisible(css(`tr[data-archive=%q]`, paths[1])),
+	)
+	_, err = os.Stat(paths[0])
+	assert.Check(t, os.IsNotExist(err), "the archive is still there: %v", err)
+	_, err = os.Stat(strings.TrimSuffix(paths[0], api.ArchiveSuffix) + api.SidecarSuffix)
+	assert.Check(t, os.IsNotExist(err), "the sidecar is still there: %v", err)
+	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("usage"))), "You keep 1 of 5 archives"))
+	screenshot(t, ctx, "web-images-deleted")
+}

@@ -235,6 +235,7 @@
     asking = s;
     $("commit-name").textContent = s.name;
     $("commit-image").value = "";
+    $("commit-before").value = "";
     $("commit-image").placeholder = `localhost/baicommit/${s.name}:<time>`;
     // A dialog keeps its last returnValue: Escape must not repeat a Commit.
     $("commit-dialog").returnValue = "";
@@ -246,10 +247,10 @@
     const s = asking;
     asking = null;
     if (!s || $("commit-dialog").returnValue !== "commit") return;
-    commit(s, $("commit-image").value.trim());
+    commit(s, $("commit-image").value.trim(), $("commit-before").value.trim());
   });
 
-  async function commit(s, image) {
+  async function commit(s, image, before) {
     state.refused.delete(s.id);
     state.pending.add(s.id);
     renderSessions();
@@ -258,6 +259,7 @@
       const body = { container: s.name || s.id, node: s.node };
       if (s.job) body.job = s.job;
       if (image) body.image = image;
+      if (before) body.before = [before];
       const { data } = await call("POST", "api/freezes", body);
       remember(data, s.id);
       say(`Freezing ${s.name} (task ${data.id}).`);
@@ -278,7 +280,7 @@
 
   // --- frozen images -----------------------------------------------------------------
   async function loadImages() {
-    const { data } = await call("GET", "api/archives");
+    const [{ data }] = await Promise.all([call("GET", "api/archives"), loadUsage()]);
     const list = (data && data.archives) || [];
     const body = document.querySelector("#images tbody");
     body.replaceChildren(...list.map((a) => {
@@ -293,11 +295,56 @@
         el("td", {}, bytes(a.size)),
         el("td", {}, el("code", { class: "archive-digest", title: `sha256:${a.sha256}` }, `sha256:${(a.sha256 || "").slice(0, 12)}…`)),
         el("td", { class: "restore" }, code, " ",
-          el("button", { type: "button", class: "copy", "aria-label": `Copy the restore command of ${a.image}`, onclick: () => copy(code, cmd) }, "Copy")));
+          el("button", { type: "button", class: "copy", "aria-label": `Copy the restore command of ${a.image}`, onclick: () => copy(code, cmd) }, "Copy")),
+        el("td", {}, el("button", { type: "button", class: "delete", "aria-label": `Delete ${a.image}`, onclick: () => askDelete(a) }, "Delete")));
     }));
     $("images-empty").hidden = list.length > 0;
     if (data && data.warnings && data.warnings.length) say(data.warnings.join("; "), "warn");
   }
+
+  // usageText is what one keeps against a quota: "3 of 20 archives, 1.2 GiB of 500 GiB (0%)".
+  function usageText(archives, used, q) {
+    let n = `${archives} archive${archives === 1 ? "" : "s"}`;
+    if (q && q.max_archives) n = `${archives} of ${q.max_archives} archives`;
+    let b = bytes(used);
+    if (q && q.max_bytes) b = `${b} of ${bytes(q.max_bytes)} (${Math.floor((100 * used) / q.max_bytes)}%)`;
+    return `${n}, ${b}`;
+  }
+
+  async function loadUsage() {
+    try {
+      const { data: u } = await call("GET", "api/usage");
+      const parts = [`You keep ${usageText(u.archives, u.bytes, u.quota)}${u.quota ? " of your quota" : ""}.`];
+      for (const g of u.groups || []) parts.push(`Group ${g.group}: ${usageText(g.archives, g.bytes, g.quota)}.`);
+      $("usage").textContent = parts.join(" ");
+    } catch (e) {
+      $("usage").textContent = "";
+    }
+  }
+
+  let deleting = null;
+
+  function askDelete(a) {
+    deleting = a;
+    $("delete-name").textContent = a.image;
+    $("delete-path").textContent = a.path;
+    $("delete-dialog").returnValue = "";
+    $("delete-dialog").showModal();
+    $("delete-cancel").focus();
+  }
+
+  $("delete-dialog").addEventListener("close", async () => {
+    const a = deleting;
+    deleting = null;
+    if (!a || $("delete-dialog").returnValue !== "delete") return;
+    try {
+      await call("POST", "api/archives/remove", { paths: [a.path] });
+      say(`Deleted ${a.image}.`, "ok");
+    } catch (e) {
+      say(`Cannot delete ${a.image}: ${e.message}`, "error");
+    }
+    loadImages().catch(() => {});
+  });
 
   async function copy(code, text) {
     try {

@@ -1,0 +1,136 @@
+package asowner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/config"
+	"github.com/baicommit/baicommit/policy"
+)
+
+// UserRetentionFile is where a user keeps retention rules of their own,
+// below their home: the same keys as [retention] in agent.toml. They add
+// to the site's: an archive goes when either does not keep it.
+const UserRetentionFile = ".config/baicommit/retention.toml"
+
+// userRetention reads the caller's own retention rules (none: off).
+func userRetention() (policy.Retention, error) {
+	var r policy.Retention
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return r, nil
+	}
+	path := filepath.Join(home, UserRetentionFile)
+	if err := config.Load(path, &r); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return r, nil
+		}
+		return r, err
+	}
+	return r, r.Validate(path)
+}
+
+// prune applies the site's retention rules and the user's to the user's
+// archives below spec.Dir; each removal is reported as it happens.
+func prune(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
+	mine, err := userRetention()
+	if err != nil {
+		return err
+	}
+	var site policy.Retention
+	if spec.Retention != nil {
+		site = *spec.Retention
+	}
+	uid := os.Getuid()
+	out := &api.PruneResult{Dir: spec.Dir, DryRun: spec.DryRun, Removed: []api.ArchiveEntry{}}
+	entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(uid))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list archives: %w", err)
+	}
+	out.Warnings = warnings
+	for _, e := range policy.Drop(entries, time.Now(), site, mine) {
+		n := archives.Sizes(&e)
+		if !spec.DryRun {
+			if err := archives.Remove(&e, uid); err != nil {
+				out.Warnings = append(out.Warnings, "kept "+e.Path+": "+err.Error())
+				continue
+			}
+		}
+		out.Removed = append(out.Removed, e)
+		out.Freed += n
+		emit(messages.Event{Event: messages.EventArchive, Archive: &e, Size: n})
+	}
+	out.Kept = len(entries) - len(out.Removed)
+	emit(messages.Event{Event: messages.EventDone, Prune: out})
+	return nil
+}
+
+// usage sums the user's archives below spec.Dir and, for each group quota
+// the spec names, the project directory of that group on the way to
+// spec.Dest (the freeze's destination).
+func usage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
+	u, err := archives.Usage(ctx, spec.Dir, os.Getuid())
+	if err != nil {
+		return err
+	}
+	for _, g := range spec.Groups {
+		dest := spec.Dest
+		if dest == "" {
+			dest = spec.Dir
+		}
+		scope := archives.GroupScope(spec.Root, dest, g.GID)
+		if scope == "" {
+			continue
+		}
+		n, b, err := archives.GroupUsage(ctx, scope, g.GID)
+		if err != nil {
+			return fmt.Errorf("the usage of group %s below %s: %w", g.Name, scope, err)
+		}
+		u.Groups = append(u.Groups, api.GroupUsage{Group: g.Name, Dir: scope, Archives: n, Bytes: b, Quota: g.Quota})
+	}
+	emit(messages.Event{Event: messages.EventDone, Usage: u})
+	return nil
+}
+
+// removeArchives removes the archives spec.Paths names, with their
+// sidecars: only the user's own, found through their sidecars below
+// spec.Dir.
+func removeArchives(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
+	uid := os.Getuid()
+	entries, _, err := archives.List(ctx, spec.Dir, archives.OfUID(uid))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list archives: %w", err)
+	}
+	out := &api.RemoveResult{Removed: []string{}}
+	for _, p := range spec.Paths {
+		i := slicesIndex(entries, p)
+		if i < 0 {
+			return fmt.Errorf("%s is not one of your archives below %s (see baicommit list)", p, spec.Dir)
+		}
+		n := archives.Sizes(&entries[i])
+		if err := archives.Remove(&entries[i], uid); err != nil {
+			return err
+		}
+		out.Removed = append(out.Removed, p)
+		out.Freed += n
+	}
+	emit(messages.Event{Event: messages.EventDone, Remove: out})
+	return nil
+}
+
+func slicesIndex(entries []archives.Entry, path string) int {
+	for i := range entries {
+		if entries[i].Path == filepath.Clean(path) {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/units"
+)
+
+func (e *env) usageCommand() *ucli.Command {
+	return query[*api.Usage]{
+		name:     "usage",
+		usage:    "show how much you keep below your save directory, by container, against your quota",
+		jsonHelp: "print the usage as JSON",
+		flags:    []ucli.Flag{&ucli.StringFlag{Name: "user", Usage: "another `USER`'s (admins only)"}},
+		fetchWith: func(c *ucli.Context, cl *client.Client) (*api.Usage, error) {
+			return cl.Usage(c.Context, c.String("user"))
+		},
+		print: printTo(printUsage),
+	}.command(e)
+}
+
+// printUsage shows the usage by container, its total and the quotas.
+func printUsage(w io.Writer, u *api.Usage, now time.Time) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, "CONTAINER\tARCHIVES\tSIZE\tNEWEST")
+	for _, c := range u.ByContainer {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", clean(c.Container), c.Archives, units.Human(c.Bytes), timestamp(now, c.Newest))
+	}
+	fmt.Fprintf(tw, "total\t%d\t%s\t\n", u.Archives, units.Human(u.Bytes))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nbelow %s\n", clean(u.Dir))
+	if q := u.Quota; q != nil {
+		fmt.Fprintf(w, "your quota: %s\n", quotaText(u.Archives, u.Bytes, *q))
+	}
+	for _, g := range u.Groups {
+		fmt.Fprintf(w, "group %s below %s: %s\n", clean(g.Group), clean(g.Dir), quotaText(g.Archives, g.Bytes, g.Quota))
+	}
+	for _, warn := range u.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", clean(warn))
+	}
+	return nil
+}
+
+// quotaText is usage against a quota: "3 of 20 archives, 1.2 GiB of 500.0 GiB".
+func quotaText(archives int, bytes int64, q api.Quota) string {
+	n := fmt.Sprintf("%d archives", archives)
+	if q.MaxArchives > 0 {
+		n = fmt.Sprintf("%d of %d archives", archives, q.MaxArchives)
+	}
+	b := units.Human(bytes)
+	if q.MaxBytes > 0 {
+		b = fmt.Sprintf("%s of %s (%d%%)", b, units.Human(q.MaxBytes), bytes*100/q.MaxBytes)
+	}
+	return n + ", " + b
+}
+
+func (e *env) pruneCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "prune",
+		Usage: "remove the archives the retention rules do not keep (the site's, and yours in ~/.config/baicommit/retention.toml)",
+		Description: "The newest archive of each container always stays, and so does any archive a\n" +
+			"restore or a push is reading. --dry-run says what would go and removes nothing.",
+		Flags: []ucli.Flag{
+			&ucli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only say what would be removed"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		OnUsageError: onUsageError,
+		Action: func(c *ucli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
+			res, err := cl.Prune(c.Context, c.Bool("dry-run"))
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(e.stdout, res)
+			}
+			verb := "removed"
+			if res.DryRun {
+				verb = "would remove"
+			}
+			for _, r := range res.Removed {
+				fmt.Fprintf(e.stdout, "%s %s (%s, %s)\n", verb, clean(r.Path), clean(r.SourceContainer), r.Created.Local().Format("2006-01-02 15:04"))
+			}
+			fmt.Fprintf(e.stdout, "%s %d archives (%s); %d kept\n", verb, len(res.Removed), units.Human(res.Freed), res.Kept)
+			for _, w := range res.Warnings {
+				fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", clean(w))
+			}
+			return nil
+		},
+	}
+}
+
+func (e *env) rmCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:         "rm",
+		Usage:        "remove archives of yours, with their sidecars",
+		ArgsUsage:    "ARCHIVE...",
+		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"}},
+		OnUsageError: onUsageError,
+		Action: func(c *ucli.Context) error {
+			if !c.Args().Present() {
+				return usageErrorf("rm", "name the archives to remove (see baicommit list)")
+			}
+			cl, err := newClient(c)
+			if err != nil {
+				return err
+			}
+			paths := make([]string, 0, c.NArg())
+			for _, p := range c.Args().Slice() {
+				abs, err := filepath.Abs(p)
+				if err != nil {
+					return err
+				}
+				paths = append(paths, abs)
+			}
+			res, err := cl.RemoveArchives(c.Context, paths)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(e.stdout, res)
+			}
+			for _, p := range res.Removed {
+				fmt.Fprintf(e.stdout, "removed %s\n", clean(p))
+			}
+			fmt.Fprintf(e.stdout, "freed %s\n", units.Human(res.Freed))
+			return nil
+		},
+	}
+}
+
+// clean makes text others wrote safe for a terminal: control characters
+// and invalid UTF-8 become '?'.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+}
