@@ -155,7 +155,7 @@ func (m *Manager) placeFreeze(ctx context.Context, id *Identity, req *api.Freeze
 	if owner == "" {
 		owner = id.Name()
 	}
-	found := fanOut(ctx, job.Nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+	found := fanOut(ctx, job.Nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Session, error) {
 		return getJSON[[]api.Session](ctx, m, node, api.RouteSessions+"?"+url.Values{api.QueryUser: {owner}}.Encode(), id.UID)
 	})
 	for _, f := range found {
@@ -209,18 +209,30 @@ func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identit
 	relay(w, rep)
 }
 
+// handleTasks lists the caller's tasks from the nodes that may hold them
+// (taskNodes), never from the whole cluster: what a list costs grows with
+// what the user has. ?node=NODE asks that node alone.
 func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.nodes(r.Context())
-	if err != nil {
-		m.writeError(w, err)
-		return
+	var nodes []string
+	if n := r.URL.Query().Get(api.QueryNode); n != "" {
+		nodes = []string{n}
+	} else {
+		var err error
+		if nodes, err = m.taskNodes(r.Context(), w, id); err != nil {
+			m.writeError(w, err)
+			return
+		}
 	}
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Task, error) {
+	res := fanOut(r.Context(), nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Task, error) {
 		return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
 	})
 	all := []api.Task{}
 	for _, f := range res {
 		if f.err != nil {
+			if len(nodes) == 1 && r.URL.Query().Get(api.QueryNode) != "" {
+				m.writeError(w, f.err)
+				return
+			}
 			warn(w, f.node, f.err)
 			continue
 		}
@@ -231,6 +243,57 @@ func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identi
 		m.metrics.observe(&all[i])
 	}
 	writeJSON(w, http.StatusOK, all)
+}
+
+// What the archives add to the nodes that may hold a user's tasks: the
+// nodes named by the archives of the last recentArchives, at most
+// maxArchiveNodes of them, newest first.
+const (
+	recentArchives  = 7 * 24 * time.Hour
+	maxArchiveNodes = 32
+)
+
+// taskNodes are the nodes that may hold id's tasks: those of their jobs
+// Slurm still lists (running, and ended less than MinJobAge ago: a
+// freeze at a job's end runs after it), and those their recent archives
+// on the shared filesystem name (each sidecar records its node and task),
+// for freezes whose jobs Slurm forgot. Only nodes the manager serves. What
+// cannot be asked (Slurm, or every agent for the archives) is a warning:
+// the list still comes, from the rest.
+func (m *Manager) taskNodes(ctx context.Context, w http.ResponseWriter, id *Identity) ([]string, error) {
+	known, kerr := m.nodes(ctx)
+	jobs, serr := m.slurm.RecentNodes(ctx, id.Name())
+	if serr != nil {
+		w.Header().Add("Warning", warningValue("cannot ask Slurm where your jobs ran: "+serr.Error()+"; tasks are looked for only on the nodes your archives name"))
+	}
+	var fromArchives []string
+	if tried, err := m.archiveNodes(ctx, jobs); err == nil {
+		list, _, err := firstAnswer(ctx, tried, func(ctx context.Context, node string) (api.ArchiveList, error) {
+			return getJSON[api.ArchiveList](ctx, m, node, m.archivesTarget(), id.UID)
+		})
+		if err != nil {
+			w.Header().Add("Warning", warningValue("tasks are looked for only on the nodes of your recent jobs: "+err.Error()))
+		}
+		since := time.Now().Add(-recentArchives)
+		for _, a := range list.Archives {
+			if len(fromArchives) >= maxArchiveNodes {
+				break
+			}
+			if a.Created.After(since) && !slices.Contains(fromArchives, a.Node) {
+				fromArchives = append(fromArchives, a.Node)
+			}
+		}
+	}
+	if kerr != nil && serr != nil {
+		return nil, kerr
+	}
+	var out []string
+	for _, n := range slices.Concat(jobs, fromArchives) {
+		if (kerr != nil || known.contains(n)) && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Identity) {
@@ -268,7 +331,7 @@ func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Ide
 		nodes = ns
 	}
 	target := api.RouteSessions + "?" + url.Values{api.QueryUser: {owner}}.Encode()
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+	res := fanOut(r.Context(), nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Session, error) {
 		return getJSON[[]api.Session](ctx, m, node, target, id.UID)
 	})
 	all := []api.Session{}
@@ -287,26 +350,45 @@ func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Ide
 	writeJSON(w, http.StatusOK, all)
 }
 
+// handleNodes asks every node's agent for its version, at most max_fanout
+// at once, and answers after nodes_timeout at the latest with what it has:
+// a node that did not answer in time shows as unreachable, and a Warning
+// says how many did not.
 func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.nodes(r.Context())
+	known, err := m.nodes(r.Context())
 	if err != nil {
 		m.writeError(w, err)
 		return
 	}
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) (api.NodeStatus, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.NodesTimeout.Duration)
+	defer cancel()
+	res := fanOut(ctx, known.list, m.cfg.MaxFanout, func(ctx context.Context, node string) (api.NodeStatus, error) {
 		t0 := time.Now()
 		v, err := getJSON[api.VersionInfo](ctx, m, node, api.RouteVersion, id.UID)
 		st := api.NodeStatus{Node: node, LatencyMS: float64(time.Since(t0).Microseconds()) / 1000}
 		if err != nil {
-			st.Error = err.Error()
-			return st, nil
+			return st, err
 		}
 		st.Reachable, st.Version, st.Running = true, v.Version, v.Running
 		return st, nil
 	})
 	out := make([]api.NodeStatus, 0, len(res))
+	late := 0
 	for _, f := range res {
-		out = append(out, f.val)
+		st := f.val
+		st.Node = f.node
+		switch {
+		case f.err == nil:
+		case ctx.Err() != nil && r.Context().Err() == nil && errors.Is(f.err, ctx.Err()):
+			late++
+			st.Error = fmt.Sprintf("no answer within nodes_timeout (%s)", m.cfg.NodesTimeout.Duration)
+		default:
+			st.Error = f.err.Error()
+		}
+		out = append(out, st)
+	}
+	if late > 0 {
+		w.Header().Add("Warning", warningValue(fmt.Sprintf("%d of %d nodes did not answer within nodes_timeout (%s)", late, len(res), m.cfg.NodesTimeout.Duration)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -328,14 +410,25 @@ type result[T any] struct {
 	err  error
 }
 
-// fanOut asks every node at once and returns the answers in node order.
-func fanOut[T any](ctx context.Context, nodes []string, ask func(context.Context, string) (T, error)) []result[T] {
+// fanOut asks the nodes, at most limit at once, and returns the answers in
+// node order. Once ctx ends, the nodes not asked yet get its error.
+func fanOut[T any](ctx context.Context, nodes []string, limit int, ask func(context.Context, string) (T, error)) []result[T] {
 	res := make([]result[T], len(nodes))
+	slots := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(nodes); j++ {
+				res[j] = result[T]{node: nodes[j], err: ctx.Err()}
+			}
+			wg.Wait()
+			return res
+		}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			v, err := ask(ctx, n)
 			res[i] = result[T]{node: n, val: v, err: err}
 		}()
@@ -365,11 +458,16 @@ func getJSON[T any](ctx context.Context, m *Manager, node, target string, uid in
 
 // warn adds a Warning header saying a node's part is missing.
 func warn(w http.ResponseWriter, node string, err error) {
-	msg := strings.NewReplacer(`"`, `'`, "\n", " ").Replace(err.Error())
+	msg := err.Error()
 	if !strings.Contains(msg, node) {
 		msg = "node " + node + ": " + msg
 	}
-	w.Header().Add("Warning", `199 baicommit "`+msg+`"`)
+	w.Header().Add("Warning", warningValue(msg))
+}
+
+// warningValue is an HTTP Warning header saying msg.
+func warningValue(msg string) string {
+	return `199 baicommit "` + strings.NewReplacer(`"`, `'`, "\n", " ").Replace(msg) + `"`
 }
 
 // relay passes an agent's answer on unchanged.

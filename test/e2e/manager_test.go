@@ -308,7 +308,7 @@ func TestManagerCredentials(t *testing.T) {
 	signed := func(path string, ttl time.Duration) *http.Request {
 		req, err := http.NewRequest(http.MethodGet, url+path, nil)
 		assert.NilError(t, err)
-		assert.NilError(t, codec.Sign(ctx, req, nil, "", munge.EncodeOptions{TTL: ttl}))
+		assert.NilError(t, codec.Sign(ctx, req, nil, munge.AudienceManager, munge.EncodeOptions{TTL: ttl}))
 		return req
 	}
 	send := func(req *http.Request) (int, string) {
@@ -475,7 +475,7 @@ func TestManagerLoad(t *testing.T) {
 			defer wg.Done()
 			for range work {
 				req, _ := http.NewRequest(http.MethodGet, m.url+api.RouteTask+id, nil)
-				if err := codec.Sign(context.Background(), req, nil, "", munge.EncodeOptions{}); err != nil {
+				if err := codec.Sign(context.Background(), req, nil, munge.AudienceManager, munge.EncodeOptions{}); err != nil {
 					mu.Lock()
 					fails = append(fails, err.Error())
 					mu.Unlock()
@@ -553,7 +553,7 @@ func statusOf(t *testing.T, m *managerProc, path string) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, m.url+path, nil)
 	assert.NilError(t, err)
-	assert.NilError(t, munge.Codec{}.Sign(context.Background(), req, nil, "", munge.EncodeOptions{}))
+	assert.NilError(t, munge.Codec{}.Sign(context.Background(), req, nil, munge.AudienceManager, munge.EncodeOptions{}))
 	resp, err := http.DefaultClient.Do(req)
 	assert.NilError(t, err)
 	resp.Body.Close()
