@@ -35,12 +35,14 @@ type Slurm interface {
 
 // Manager serves the cluster-wide API.
 type Manager struct {
-	cfg     Config
-	log     *slog.Logger
-	munge   munge.Codec
-	slurm   Slurm
-	agents  *http.Client
-	metrics *metrics
+	cfg   Config
+	log   *slog.Logger
+	munge munge.Codec
+	slurm Slurm
+	// accounts finds users: the system's, remembered for a while.
+	accounts identity.Accounts
+	agents   *http.Client
+	metrics  *metrics
 	// sessions signs requests to agents with the session opened with each
 	// (package reqauth): one MUNGE credential per agent and session, none
 	// per request.
@@ -101,7 +103,7 @@ func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 	// Many users' requests go to few agents: keep connections to each;
 	// but a fan-out to thousands of nodes keeps no more than the pool
 	// idle, and an idle connection goes after IdleConnTimeout (90 s).
-	tr.MaxIdleConnsPerHost = 32
+	tr.MaxIdleConnsPerHost = 64
 	tr.MaxIdleConns = 256
 	var static *nodeSet
 	switch {
@@ -115,14 +117,15 @@ func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		web:     web,
-		static:  static,
-		cfg:     cfg,
-		log:     log,
-		munge:   munge.Codec{Socket: cfg.MungeSocket},
-		slurm:   s,
-		agents:  &http.Client{Transport: tr},
-		metrics: newMetrics(),
+		web:      web,
+		static:   static,
+		cfg:      cfg,
+		log:      log,
+		munge:    munge.Codec{Socket: cfg.MungeSocket},
+		slurm:    s,
+		accounts: identity.NewCache(identity.System{}, 0, 0),
+		agents:   &http.Client{Transport: tr},
+		metrics:  newMetrics(),
 	}
 	m.sessions = reqauth.NewClient(m.openSession, reqauth.ClientOptions{OpenTimeout: cfg.AgentTimeout.Duration})
 	return m, nil
@@ -152,7 +155,7 @@ func (m *Manager) authenticate(r *http.Request) (*Identity, error) {
 // identityByUID is the account of uid, with its groups and whether it is
 // an admin.
 func (m *Manager) identityByUID(uid int) (*Identity, error) {
-	u, err := identity.LookupUID(uid)
+	u, err := m.accounts.Lookup(strconv.Itoa(uid))
 	if err != nil {
 		return nil, userErr(KindForbidden, "uid %d has no account here", uid)
 	}

@@ -74,6 +74,14 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
+// counted reports whether the end of task id was counted already.
+func (m *metrics) counted(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.seen[id]
+	return ok
+}
+
 // observe counts t's outcome the first time it is seen finished.
 func (m *metrics) observe(t *api.Task) {
 	if t.State != api.StateSucceeded && t.State != api.StateFailed {

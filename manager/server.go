@@ -200,7 +200,9 @@ func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identit
 		m.writeError(w, err)
 		return
 	}
-	if rep.status == http.StatusOK {
+	// A status polled every second need not be decoded again once its end
+	// was counted.
+	if rep.status == http.StatusOK && !m.metrics.counted(tid) {
 		var t api.Task
 		if json.Unmarshal(rep.body, &t) == nil {
 			m.metrics.observe(&t)

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
@@ -213,4 +214,62 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// counted counts the lookups that reach it.
+type counted struct {
+	table
+	n int
+}
+
+func (c *counted) Lookup(s string) (*User, error) {
+	c.n++
+	return c.table.Lookup(s)
+}
+
+func TestCache(t *testing.T) {
+	next := &counted{table: table{1000: {UID: 1000, Name: "alice"}}}
+	now := time.Unix(1_800_000_000, 0)
+	c := NewCache(next, time.Minute, 3)
+	c.now = func() time.Time { return now }
+	for range 5 {
+		u, err := c.Lookup("1000")
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(u.Name, "alice"))
+		_, err = c.Lookup("4242")
+		assert.Check(t, errors.Is(err, ErrUnknownUser))
+	}
+	assert.Check(t, is.Equal(next.n, 2), "asked again within the TTL")
+
+	// A minute later, a change to the account shows.
+	now = now.Add(time.Minute)
+	next.table[1000] = &User{UID: 1000, Name: "alice2"}
+	u, err := c.Lookup("1000")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(u.Name, "alice2"))
+	assert.Check(t, is.Equal(next.n, 3))
+
+	// Never more than max entries.
+	for i := range 10 {
+		_, _ = c.Lookup(strconv.Itoa(2000 + i))
+	}
+	assert.Check(t, len(c.m) <= 3, "%d entries", len(c.m))
+}
+
+// A failure of the account database itself is not remembered.
+func TestCacheForgetsFailures(t *testing.T) {
+	calls := 0
+	c := NewCache(failing(func() { calls++ }), 0, 0)
+	for range 3 {
+		_, err := c.Lookup("1000")
+		assert.ErrorContains(t, err, "sssd down")
+	}
+	assert.Check(t, is.Equal(calls, 3))
+}
+
+type failing func()
+
+func (f failing) Lookup(string) (*User, error) {
+	f()
+	return nil, errors.New("sssd down")
 }
