@@ -51,42 +51,51 @@ func noManager() error {
 	return userErr(KindUnauthorized, "%s (this agent has no manager_user configured)", notForYou)
 }
 
+// refuse answers a request on the TCP listener that failed
+// authentication, and closes the connection: the body it announced is
+// never read, not even to keep the connection (net/http would read up to
+// 256 KiB of it before answering).
+func refuse(w http.ResponseWriter, err error) {
+	w.Header().Set("Connection", "close")
+	writeError(w, err)
+}
+
 // openManagerSession answers a manager's Hello (reqauth.Route): its MUNGE
 // credential, made by manager_user for this node and this body, is checked
 // before the body is read; the answer carries the new session.
 func (a *Agent) openManagerSession(w http.ResponseWriter, r *http.Request) {
 	m := a.manager
 	if r.Method != http.MethodPost {
-		writeError(w, userErr(KindInvalid, "%s takes POST", reqauth.Route))
+		refuse(w, userErr(KindInvalid, "%s takes POST", reqauth.Route))
 		return
 	}
 	if m.uid < 0 {
-		writeError(w, noManager())
+		refuse(w, noManager())
 		return
 	}
 	cred, _, err := identity.FromMUNGE(r.Context(), m.codec, r, a.cfg.NodeName, maxHelloBody)
 	switch {
 	case errors.Is(err, identity.ErrNoCredential):
-		writeError(w, userErr(KindUnauthorized, "%s", notForYou))
+		refuse(w, userErr(KindUnauthorized, "%s", notForYou))
 		return
 	case err != nil:
 		a.log.Warn("refused a manager session", "remote", r.RemoteAddr, "err", err)
-		writeError(w, err)
+		refuse(w, err)
 		return
 	case cred.UID != m.uid:
 		a.log.Warn("refused a manager session not opened by the manager", "credential_uid", cred.UID, "remote", r.RemoteAddr)
-		writeError(w, userErr(KindUnauthorized, "%s (the credential is uid %d's)", notForYou, cred.UID))
+		refuse(w, userErr(KindUnauthorized, "%s (the credential is uid %d's)", notForYou, cred.UID))
 		return
 	}
 	// FromMUNGE read the body, bounded, and put it back.
 	hello, err := io.ReadAll(r.Body)
 	if err != nil {
-		writeError(w, err)
+		refuse(w, err)
 		return
 	}
 	welcome, err := m.sessions.Accept(hello)
 	if err != nil {
-		writeError(w, userErr(KindInvalid, "%v", err))
+		refuse(w, userErr(KindInvalid, "%v", err))
 		return
 	}
 	a.log.Info("manager session opened", "remote", r.RemoteAddr, "sessions", m.sessions.Sessions())

@@ -77,7 +77,7 @@ func (a *Agent) track(next http.Handler) http.Handler {
 		}
 		c, err := a.authManager(w, r)
 		if err != nil {
-			writeError(w, err)
+			refuse(w, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

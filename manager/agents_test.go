@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,7 +222,7 @@ func (s recentSlurm) RecentNodes(context.Context, string) ([]string, error) { re
 
 // A user's tasks are looked for on the nodes of their recent jobs and of
 // their recent archives: nowhere else, however large the cluster.
-func TestTaskNodes(t *testing.T) {
+func TestListAsksOnlyTheUsersNodes(t *testing.T) {
 	agents := []*fakeAgent{newFakeAgent(t, "cn1"), newFakeAgent(t, "cn2"), newFakeAgent(t, "cn3"), newFakeAgent(t, "cn4"), newFakeAgent(t, "cn5")}
 	now := time.Now()
 	archives := []api.ArchiveEntry{
@@ -235,16 +236,18 @@ func TestTaskNodes(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		slurm    recentSlurm
+		query    string
 		down     bool
 		want     []string
 		warnings []string
 	}{
 		{name: "jobs and archives", slurm: recentSlurm{recent: []string{"cn1", "cn2", "login1"}}, want: []string{"cn1", "cn2", "cn3"}},
-		{name: "no jobs", want: []string{"cn3", "cn2"}},
-		{name: "Slurm down", slurm: recentSlurm{err: errors.New("slurmctld down")}, want: []string{"cn3", "cn2"},
+		{name: "no jobs", want: []string{"cn2", "cn3"}},
+		{name: "Slurm down", slurm: recentSlurm{err: errors.New("slurmctld down")}, want: []string{"cn2", "cn3"},
 			warnings: []string{"cannot ask Slurm where your jobs ran"}},
-		{name: "no agent lists archives", slurm: recentSlurm{recent: []string{"cn5"}}, down: true, want: []string{"cn5"},
-			warnings: []string{"only on the nodes of your recent jobs"}},
+		{name: "no agent lists archives", slurm: recentSlurm{recent: []string{"cn5"}}, down: true,
+			warnings: []string{"only on the nodes of your recent jobs", "node cn5"}},
+		{name: "one node asked for", query: "?node=cn4", slurm: recentSlurm{recent: []string{"cn1"}}, want: []string{"cn4"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, a := range agents {
@@ -254,8 +257,15 @@ func TestTaskNodes(t *testing.T) {
 			cfg.AgentTimeout.Duration = 200 * time.Millisecond
 			m := testCluster(t, cfg, tc.slurm, agents...)
 			w := httptest.NewRecorder()
-			got, err := m.taskNodes(context.Background(), w, alice)
-			assert.NilError(t, err)
+			m.handleTasks(w, httptest.NewRequest(http.MethodGet, api.RouteTasks+tc.query, nil), alice)
+			assert.Equal(t, w.Code, http.StatusOK, w.Body.String())
+			var ts []api.Task
+			assert.NilError(t, json.Unmarshal(w.Body.Bytes(), &ts))
+			var got []string
+			for _, tk := range ts {
+				got = append(got, tk.Node)
+			}
+			slices.Sort(got)
 			assert.Check(t, is.DeepEqual(got, tc.want))
 			warnings := strings.Join(w.Header().Values("Warning"), "\n")
 			for _, want := range tc.warnings {

@@ -66,6 +66,8 @@ func (m *Manager) authed(h handler) http.HandlerFunc {
 		id, err := m.authenticate(r)
 		if err != nil {
 			m.log.Info("request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", Status(err), "err", err)
+			// The body was not read; nor is it to keep the connection.
+			w.Header().Set("Connection", "close")
 			m.writeError(w, err)
 			return
 		}
@@ -211,30 +213,68 @@ func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identit
 	relay(w, rep)
 }
 
-// handleTasks lists the caller's tasks from the nodes that may hold them
-// (taskNodes), never from the whole cluster: what a list costs grows with
-// what the user has. ?node=NODE asks that node alone.
+// handleTasks lists the caller's tasks from the nodes that may hold them,
+// never from the whole cluster, so that what a list costs grows with what
+// the user has: the nodes of their jobs Slurm still lists (running, and
+// ended less than MinJobAge ago: a freeze at a job's end runs after it),
+// and those their recent archives on the shared filesystem name (each
+// sidecar records its node and task), for freezes whose jobs Slurm forgot.
+// The job nodes are asked while one agent lists the archives. What cannot
+// be asked is a warning: the list still comes, from the rest. ?node=NODE
+// asks that node alone.
 func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identity) {
-	var nodes []string
+	ctx := r.Context()
+	ask := func(nodes []string) []result[[]api.Task] {
+		return fanOut(ctx, nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Task, error) {
+			return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
+		})
+	}
+	var res []result[[]api.Task]
 	if n := r.URL.Query().Get(api.QueryNode); n != "" {
-		nodes = []string{n}
-	} else {
-		var err error
-		if nodes, err = m.taskNodes(r.Context(), w, id); err != nil {
-			m.writeError(w, err)
+		res = ask([]string{n})
+		if res[0].err != nil {
+			m.writeError(w, res[0].err)
 			return
 		}
+	} else {
+		known, kerr := m.nodes(ctx)
+		jobs, serr := m.slurm.RecentNodes(ctx, id.Name())
+		if kerr != nil && serr != nil {
+			m.writeError(w, kerr)
+			return
+		}
+		if serr != nil {
+			w.Header().Add("Warning", warningValue("cannot ask Slurm where your jobs ran: "+serr.Error()+"; tasks are looked for only on the nodes your archives name"))
+		}
+		served := func(ns []string, except []string) []string {
+			var out []string
+			for _, n := range ns {
+				if (kerr != nil || known.contains(n)) && !slices.Contains(out, n) && !slices.Contains(except, n) {
+					out = append(out, n)
+				}
+			}
+			return out
+		}
+		jobs = served(jobs, nil)
+		type found struct {
+			nodes []string
+			err   error
+		}
+		archived := make(chan found, 1)
+		go func() {
+			ns, err := m.archiveTaskNodes(ctx, id, jobs)
+			archived <- found{ns, err}
+		}()
+		res = ask(jobs)
+		a := <-archived
+		if a.err != nil {
+			w.Header().Add("Warning", warningValue("tasks are looked for only on the nodes of your recent jobs: "+a.err.Error()))
+		}
+		res = append(res, ask(served(a.nodes, jobs))...)
 	}
-	res := fanOut(r.Context(), nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Task, error) {
-		return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
-	})
 	all := []api.Task{}
 	for _, f := range res {
 		if f.err != nil {
-			if len(nodes) == 1 && r.URL.Query().Get(api.QueryNode) != "" {
-				m.writeError(w, f.err)
-				return
-			}
 			warn(w, f.node, f.err)
 			continue
 		}
@@ -255,44 +295,27 @@ const (
 	maxArchiveNodes = 32
 )
 
-// taskNodes are the nodes that may hold id's tasks: those of their jobs
-// Slurm still lists (running, and ended less than MinJobAge ago: a
-// freeze at a job's end runs after it), and those their recent archives
-// on the shared filesystem name (each sidecar records its node and task),
-// for freezes whose jobs Slurm forgot. Only nodes the manager serves. What
-// cannot be asked (Slurm, or every agent for the archives) is a warning:
-// the list still comes, from the rest.
-func (m *Manager) taskNodes(ctx context.Context, w http.ResponseWriter, id *Identity) ([]string, error) {
-	known, kerr := m.nodes(ctx)
-	jobs, serr := m.slurm.RecentNodes(ctx, id.Name())
-	if serr != nil {
-		w.Header().Add("Warning", warningValue("cannot ask Slurm where your jobs ran: "+serr.Error()+"; tasks are looked for only on the nodes your archives name"))
+// archiveTaskNodes are the nodes id's recent archives name, as one agent
+// lists them (those of jobs first: their agents are up).
+func (m *Manager) archiveTaskNodes(ctx context.Context, id *Identity, jobs []string) ([]string, error) {
+	tried, err := m.archiveNodes(ctx, jobs)
+	if err != nil {
+		return nil, err
 	}
-	var fromArchives []string
-	if tried, err := m.archiveNodes(ctx, jobs); err == nil {
-		list, _, err := firstAnswer(ctx, tried, func(ctx context.Context, node string) (api.ArchiveList, error) {
-			return getJSON[api.ArchiveList](ctx, m, node, m.archivesTarget(), id.UID)
-		})
-		if err != nil {
-			w.Header().Add("Warning", warningValue("tasks are looked for only on the nodes of your recent jobs: "+err.Error()))
-		}
-		since := time.Now().Add(-recentArchives)
-		for _, a := range list.Archives {
-			if len(fromArchives) >= maxArchiveNodes {
-				break
-			}
-			if a.Created.After(since) && !slices.Contains(fromArchives, a.Node) {
-				fromArchives = append(fromArchives, a.Node)
-			}
-		}
-	}
-	if kerr != nil && serr != nil {
-		return nil, kerr
+	list, _, err := firstAnswer(ctx, tried, func(ctx context.Context, node string) (api.ArchiveList, error) {
+		return getJSON[api.ArchiveList](ctx, m, node, m.archivesTarget(), id.UID)
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []string
-	for _, n := range slices.Concat(jobs, fromArchives) {
-		if (kerr != nil || known.contains(n)) && !slices.Contains(out, n) {
-			out = append(out, n)
+	since := time.Now().Add(-recentArchives)
+	for _, a := range list.Archives {
+		if len(out) >= maxArchiveNodes {
+			break
+		}
+		if a.Created.After(since) && !slices.Contains(out, a.Node) {
+			out = append(out, a.Node)
 		}
 	}
 	return out, nil
