@@ -120,9 +120,9 @@ func (p *userPodman) Commit(_ context.Context, id string, _ podman.CommitOptions
 }
 
 func (p *userPodman) ImageSize(context.Context, string) (int64, error) { return 4 << 20, nil }
-func (p *userPodman) Stop(context.Context, string) error                { return nil }
-func (p *userPodman) TagImage(context.Context, string, string) error    { return nil }
-func (p *userPodman) RemoveImage(context.Context, string) error         { return nil }
+func (p *userPodman) Stop(context.Context, string) error               { return nil }
+func (p *userPodman) TagImage(context.Context, string, string) error   { return nil }
+func (p *userPodman) RemoveImage(context.Context, string) error        { return nil }
 
 // helpers stands in for the owner-side helper (agent.Helpers) on the
 // simulated shared filesystem, a directory of this machine: an archive is

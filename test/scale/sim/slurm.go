@@ -77,11 +77,11 @@ func WriteSlurm(p *Plan, dir string) (string, error) {
 		text string
 		mode os.FileMode
 	}{
-		filepath.Join(data, "nodes"):    {nodes.String(), 0o644},
-		filepath.Join(data, "jobs"):     {jobs.String(), 0o644},
-		filepath.Join(bin, "squeue"):    {strings.ReplaceAll(squeueScript, "DATA", data), 0o755},
-		filepath.Join(bin, "sinfo"):     {strings.ReplaceAll(sinfoScript, "DATA", data), 0o755},
-		filepath.Join(bin, "scontrol"):  {scontrolScript, 0o755},
+		filepath.Join(data, "nodes"):   {nodes.String(), 0o644},
+		filepath.Join(data, "jobs"):    {jobs.String(), 0o644},
+		filepath.Join(bin, "squeue"):   {strings.ReplaceAll(squeueScript, "DATA", data), 0o755},
+		filepath.Join(bin, "sinfo"):    {strings.ReplaceAll(sinfoScript, "DATA", data), 0o755},
+		filepath.Join(bin, "scontrol"): {scontrolScript, 0o755},
 	}
 	for p, f := range files {
 		if err := os.WriteFile(p, []byte(f.text), f.mode); err != nil {
