@@ -186,8 +186,10 @@ func printTable(w io.Writer, routes []*sim.Result, at func(int) []*sim.Result, s
 		{"MUNGE operations", func(r *sim.Result) string {
 			return fmt.Sprintf("%.2f (%.2f+%.2f+%.2f)", r.Munge, r.MungeByRole[sim.RoleClient], r.MungeByRole[sim.RoleManager], r.MungeByRole[sim.RoleAgent])
 		}},
+		{"Slurm commands", func(r *sim.Result) string { return fmt.Sprintf("%.2f", r.Slurm) }},
 		{"p50", func(r *sim.Result) string { return fmt.Sprintf("%.1f ms", r.P50) }},
 		{"p99", func(r *sim.Result) string { return fmt.Sprintf("%.1f ms", r.P99) }},
+		{"manager RSS after", func(r *sim.Result) string { return fmt.Sprintf("%.1f MiB", float64(r.RSS)/1024) }},
 	}
 	for i, rt := range routes {
 		col := at(i)
@@ -204,7 +206,7 @@ func printTable(w io.Writer, routes []*sim.Result, at func(int) []*sim.Result, s
 		line += fmt.Sprintf(" %.1f MiB |", float64(r.Peak)/1024)
 	}
 	fmt.Fprintln(w, line)
-	fmt.Fprintln(w, "\nMUNGE operations: all (client + manager + agents). Failures and warnings:")
+	fmt.Fprintln(w, "\nMUNGE operations: all (client + manager + agents). Failures:")
 	for i, rt := range routes {
 		for k, r := range at(i) {
 			if r.Failures > 0 {

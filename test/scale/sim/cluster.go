@@ -312,6 +312,8 @@ type Snapshot struct {
 	Agent Counters
 	// MUNGE operations, by role.
 	Munge map[string]int64
+	// Slurm commands the manager ran, by name.
+	Slurm map[string]int64
 }
 
 // Snapshot reads every counter.
@@ -329,14 +331,19 @@ func (c *Cluster) Snapshot(ctx context.Context) (*Snapshot, error) {
 	for role, m := range c.munge {
 		s.Munge[role] = m.Count()
 	}
-	return s, nil
+	var err error
+	s.Slurm, err = SlurmCalls(filepath.Join(c.dir, "slurm"))
+	return s, err
 }
 
 // Sub is s - before.
 func (s *Snapshot) Sub(before *Snapshot) *Snapshot {
-	d := &Snapshot{Agent: Counters{}, Munge: map[string]int64{}}
+	d := &Snapshot{Agent: Counters{}, Munge: map[string]int64{}, Slurm: map[string]int64{}}
 	for k, v := range s.Agent {
 		d.Agent[k] = v - before.Agent[k]
+	}
+	for k, v := range s.Slurm {
+		d.Slurm[k] = v - before.Slurm[k]
 	}
 	for k, v := range s.Munge {
 		d.Munge[k] = v - before.Munge[k]
@@ -348,6 +355,15 @@ func (s *Snapshot) Sub(before *Snapshot) *Snapshot {
 func (s *Snapshot) AgentRequests() int64 {
 	var n int64
 	for _, v := range s.Agent {
+		n += v
+	}
+	return n
+}
+
+// SlurmCommands is the number of Slurm commands the manager ran.
+func (s *Snapshot) SlurmCommands() int64 {
+	var n int64
+	for _, v := range s.Slurm {
 		n += v
 	}
 	return n

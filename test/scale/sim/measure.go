@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os/user"
 	"slices"
 	"sort"
@@ -134,6 +135,8 @@ type Result struct {
 	Agent       float64            `json:"agent_requests_per_request"`
 	Munge       float64            `json:"munge_per_request"`
 	MungeByRole map[string]float64 `json:"munge_by_role"`
+	// Slurm commands (squeue, scontrol, sinfo) the manager ran.
+	Slurm float64 `json:"slurm_commands_per_request"`
 	P50         float64            `json:"p50_ms"`
 	P99         float64            `json:"p99_ms"`
 	// The manager's resident memory after the phase and its peak, KiB.
@@ -188,6 +191,7 @@ func (c *Cluster) Measure(ctx context.Context, ph Phase) (*Result, error) {
 	n := float64(r.Requests)
 	r.Agent = float64(d.AgentRequests()) / n
 	r.Munge = float64(d.MungeOps()) / n
+	r.Slurm = float64(d.SlurmCommands()) / n
 	for role, v := range d.Munge {
 		r.MungeByRole[role] = float64(v) / n
 	}
@@ -210,6 +214,11 @@ func Phases(p *Plan, tasks map[string][]api.Task, workers, repeat int) []Phase {
 	return []Phase{
 		{Name: "status", Workers: workers, Repeat: repeat, Requests: func(u User) []Request { return StatusRequests(tasks[u.Name]) }},
 		{Name: "sessions", Workers: workers, Repeat: repeat, Requests: same(Request{Method: http.MethodGet, Path: api.RouteSessions})},
+		// The same, naming the node: what Slurm adds to the above.
+		{Name: "sessions --node", Workers: workers, Repeat: repeat, Requests: func(u User) []Request {
+			q := url.Values{api.QueryNode: {p.RunningNodes(u.Name)[0]}}
+			return []Request{{Method: http.MethodGet, Path: api.RouteSessions + "?" + q.Encode()}}
+		}},
 		{Name: "list", Workers: workers, Repeat: repeat, Requests: same(Request{Method: http.MethodGet, Path: api.RouteTasks})},
 		{Name: "archives", Workers: workers, Repeat: repeat, Requests: same(Request{Method: http.MethodGet, Path: api.RouteArchives})},
 		{Name: "freeze", Workers: 1, Repeat: 1, Requests: func(u User) []Request {

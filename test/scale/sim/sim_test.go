@@ -89,6 +89,10 @@ func TestSlurmStandIns(t *testing.T) {
 	none, err := c.UserNodes(ctx, "nobody-here")
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(none, 0))
+
+	calls, err := SlurmCalls(filepath.Dir(bin))
+	assert.NilError(t, err)
+	assert.Check(t, is.DeepEqual(calls, map[string]int64{"squeue": 5, "sinfo": 1, "scontrol": 3}))
 }
 
 // The simulated helper writes an archive and its sidecar as the real one

@@ -13,6 +13,7 @@ import (
 // unnoticed.
 const squeueScript = `#!/bin/sh
 # squeue stand-in of the baicommit simulation: jobs from $DATA/jobs (id|user|state|nodes).
+printf q >> "DATA/calls"
 user= jobs= states= fmt=
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -42,6 +43,7 @@ states != "" && tolower(states) != "all" && !($3 in want) { next }
 
 const sinfoScript = `#!/bin/sh
 # sinfo stand-in of the baicommit simulation: every node, one a line.
+printf i >> "DATA/calls"
 if [ "$*" != "--noheader --Node --format %N" ]; then
 	echo "sinfo (simulation): unknown arguments $*" >&2; exit 2
 fi
@@ -50,6 +52,7 @@ exec cat "DATA/nodes"
 
 const scontrolScript = `#!/bin/sh
 # scontrol stand-in of the baicommit simulation: host lists are plain, comma-separated.
+printf c >> "DATA/calls"
 if [ "$1 $2" != "show hostnames" ] || [ $# -ne 3 ]; then
 	echo "scontrol (simulation): unknown arguments $*" >&2; exit 2
 fi
@@ -58,7 +61,8 @@ printf '%s\n' "$3" | tr ',' '\n'
 
 // WriteSlurm writes the stand-ins and their data into dir (readable and
 // runnable by everyone: the manager's account runs them) and returns the
-// directory to give as slurm_bin_dir.
+// directory to give as slurm_bin_dir. Each run of a stand-in is counted
+// (SlurmCalls).
 func WriteSlurm(p *Plan, dir string) (string, error) {
 	bin, data := filepath.Join(dir, "bin"), filepath.Join(dir, "data")
 	for _, d := range []string{bin, data} {
@@ -81,7 +85,9 @@ func WriteSlurm(p *Plan, dir string) (string, error) {
 		filepath.Join(data, "jobs"):    {jobs.String(), 0o644},
 		filepath.Join(bin, "squeue"):   {strings.ReplaceAll(squeueScript, "DATA", data), 0o755},
 		filepath.Join(bin, "sinfo"):    {strings.ReplaceAll(sinfoScript, "DATA", data), 0o755},
-		filepath.Join(bin, "scontrol"): {scontrolScript, 0o755},
+		filepath.Join(bin, "scontrol"): {strings.ReplaceAll(scontrolScript, "DATA", data), 0o755},
+		// Each command adds a letter: what the manager asked of Slurm.
+		filepath.Join(data, "calls"): {"", 0o666},
 	}
 	for p, f := range files {
 		if err := os.WriteFile(p, []byte(f.text), f.mode); err != nil {
@@ -92,4 +98,24 @@ func WriteSlurm(p *Plan, dir string) (string, error) {
 		}
 	}
 	return bin, nil
+}
+
+// SlurmCalls counts the runs of each stand-in written into dir.
+func SlurmCalls(dir string) (map[string]int64, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "calls"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{"squeue": 0, "sinfo": 0, "scontrol": 0}
+	for _, c := range b {
+		switch c {
+		case 'q':
+			out["squeue"]++
+		case 'i':
+			out["sinfo"]++
+		case 'c':
+			out["scontrol"]++
+		}
+	}
+	return out, nil
 }
