@@ -115,6 +115,8 @@ func bench(ctx context.Context, args []string) error {
 		Results []*sim.Result `json:"results"`
 	}
 	var runs []run
+	began := time.Now()
+	defer func() { fmt.Fprintf(os.Stderr, "bench-scale: %.0fs in all\n", time.Since(began).Seconds()) }()
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {
@@ -128,6 +130,7 @@ func bench(ctx context.Context, args []string) error {
 			return err
 		}
 		r := run{Nodes: n, Startup: time.Since(t0).Seconds()}
+		fmt.Fprintf(os.Stderr, "  %d nodes up in %.1fs (%d host processes)\n", n, r.Startup, (n+499)/500)
 		err = func() error {
 			defer c.Close()
 			tasks, err := c.FreezeAll(ctx)
