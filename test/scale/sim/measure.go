@@ -137,8 +137,8 @@ type Result struct {
 	MungeByRole map[string]float64 `json:"munge_by_role"`
 	// Slurm commands (squeue, scontrol, sinfo) the manager ran.
 	Slurm float64 `json:"slurm_commands_per_request"`
-	P50         float64            `json:"p50_ms"`
-	P99         float64            `json:"p99_ms"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
 	// The manager's resident memory after the phase and its peak, KiB.
 	RSS  int `json:"manager_rss_kib"`
 	Peak int `json:"manager_peak_kib"`
