@@ -30,7 +30,7 @@ type ClientOptions struct {
 }
 
 // DefaultClientSessions is how many agents' sessions a manager keeps by
-// default: about 200 bytes each.
+// default: a few hundred bytes each.
 const DefaultClientSessions = 20000
 
 // Client is the manager's side: one session per agent, opened when first
