@@ -156,7 +156,6 @@ func (h *Host) startNode(n *hostNode) error {
 		h.count[kindOf(r)].Add(1)
 		inner.ServeHTTP(w, r)
 	})
-	srv.ErrorLog = nil
 	n.a, n.srv = a, srv
 	go func() { _ = srv.Serve(ln) }()
 	return nil
