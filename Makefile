@@ -36,7 +36,7 @@ UNITDIR := $(DESTDIR)/etc/systemd/system
 TMPFILESDIR := $(DESTDIR)/etc/tmpfiles.d
 CONFDIR := $(DESTDIR)/etc/baicommit
 
-.PHONY: all build vet unit e2e test demo bench bench-freeze bench-manager bench-web install verify-units clean
+.PHONY: all build build-sim vet unit e2e test demo bench bench-freeze bench-manager bench-web bench-scale install verify-units clean
 
 all: build
 
@@ -48,6 +48,12 @@ build:
 	CGO_ENABLED=1 $(GO) build -tags '$(MANAGER_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-manager ./cmd/baicommit-manager
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-epilog ./cmd/baicommit-epilog
 
+# The scale simulation (test/scale): test code, never installed; the end-to-end tests
+# and bench-scale run it.
+build-sim:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -tags '$(AGENT_TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/baicommit-sim ./test/scale/baicommit-sim
+
 vet:
 	$(GO) vet -tags '$(TEST_TAGS)' ./...
 
@@ -57,7 +63,7 @@ unit:
 	$(GO) test -count=1 -tags '$(TEST_TAGS)' $$($(GO) list -tags '$(TEST_TAGS)' ./... | grep -v '/test/e2e')
 
 # End-to-end tests against the real components (root; scripts/setup.sh).
-e2e: build
+e2e: build build-sim
 	BAICOMMIT_BIN_DIR=$(abspath $(BIN)) $(GO) test -count=1 -tags '$(TEST_TAGS)' -v -timeout 25m ./test/e2e/
 
 test:
@@ -66,7 +72,7 @@ test:
 demo:
 	bash scripts/demo.sh
 
-bench: bench-freeze bench-manager bench-web
+bench: bench-freeze bench-manager bench-web bench-scale
 
 bench-freeze:
 	bash scripts/bench.sh
@@ -78,6 +84,11 @@ bench-manager:
 # a MUNGE credential (needs munged: scripts/setup.sh cluster).
 bench-web:
 	CGO_ENABLED=1 $(GO) test -tags '$(MANAGER_TAGS)' -run '^$$' -bench Authentication -benchmem -count 5 ./manager/
+
+# The manager at 100, 500 and 2,000 simulated nodes: per route, agent requests and MUNGE
+# operations per request, p50/p99, the manager's peak RSS (as root; scripts/bench-scale.sh).
+bench-scale:
+	bash scripts/bench-scale.sh
 
 # `make -s print-AGENT_TAGS` prints a variable, for scripts.
 print-%:

@@ -58,7 +58,8 @@ type Deps struct {
 	Helpers Helpers
 	// Binary is the baicommit-agent binary (normally os.Executable()).
 	Binary string
-	// Accounts finds users (default: the system's).
+	// Accounts finds users (default: the system's, each answer
+	// remembered for identity.DefaultCacheTTL).
 	Accounts identity.Accounts
 	// Loader loads kept images (default: the owner's podman load).
 	Loader Loader
@@ -68,7 +69,7 @@ type Deps struct {
 // returns an agent ready to serve.
 func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 	if deps.Accounts == nil {
-		deps.Accounts = identity.System{}
+		deps.Accounts = identity.NewCache(identity.System{}, 0, 0)
 	}
 	if deps.Podman == nil {
 		deps.Podman = connector{&podman.Connector{

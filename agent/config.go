@@ -42,9 +42,11 @@ type Config struct {
 	// wait, queued. Commits and compression are heavy on a node that is
 	// also running jobs.
 	MaxParallel int `toml:"max_parallel"`
-	// ManagerUser is the account baicommit-manager runs as. Requests on
-	// the agent's TCP listener must carry a fresh MUNGE credential made by
-	// this user; empty means the TCP listener refuses everything.
+	// ManagerUser is the account baicommit-manager runs as. Only a fresh
+	// MUNGE credential made by this user, for this node, opens a session
+	// on the agent's TCP listener, and every request there must be signed
+	// with such a session; empty means the TCP listener refuses
+	// everything.
 	ManagerUser string `toml:"manager_user"`
 	// MungeSocket is munged's socket; empty means its default.
 	MungeSocket string `toml:"munge_socket"`

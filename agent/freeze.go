@@ -225,6 +225,9 @@ func (a *Agent) run(r *taskstore.Record, u *identity.User, state string, push *a
 // finish records how a task ended and lets its container be frozen again.
 func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 	a.update(r, func(r *taskstore.Record) {
+		// Free the container in the same instant the task is seen ended
+		// (update holds a.mu): whoever sees it ended may freeze again.
+		delete(a.busy, r.ContainerID)
 		r.Phase = ""
 		r.ImageID = "" // removed, or kept under the frozen name
 		r.Finished = time.Now().UTC()
@@ -243,7 +246,6 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 	})
 	a.mu.Lock()
 	delete(a.live, r.ID)
-	delete(a.busy, r.ContainerID)
 	a.mu.Unlock()
 	if err != nil {
 		a.log.Warn("freeze failed", "task", r.ID, "container", r.Container, "owner", r.Owner, "err", err)

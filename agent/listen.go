@@ -18,7 +18,7 @@ import (
 // (unix:///PATH or tcp://HOST:PORT), or else those systemd (or
 // systemd-socket-activate) passed, in which case activated is true. Which
 // kind a socket is decides how callers prove who they are: peer
-// credentials on unix sockets, the manager's MUNGE credential on TCP.
+// credentials on unix sockets, the manager's session signature on TCP.
 func Listeners(listen []string) (lns []net.Listener, activated bool, err error) {
 	if len(listen) > 0 {
 		for _, addr := range listen {

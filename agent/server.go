@@ -10,19 +10,22 @@ import (
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/httperr"
 	"github.com/baicommit/baicommit/internal/identity"
+	"github.com/baicommit/baicommit/internal/reqauth"
 	"github.com/baicommit/baicommit/internal/version"
 )
 
 type (
 	callerKey struct{}
 	// tcpKey marks requests that came over TCP, where only the manager,
-	// proving itself with MUNGE, is answered.
+	// proving itself with MUNGE once and then with a session key, is
+	// answered.
 	tcpKey struct{}
 )
 
 // NewServer returns the HTTP server of the agent API. Callers on a unix
 // socket are identified by its peer credentials; on TCP, every request must
-// carry the manager's MUNGE credential naming the user it acts for.
+// be signed by the manager, naming the user it acts for, with a session
+// the manager opened with its MUNGE credential (reqauth.Route).
 func NewServer(a *Agent) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+api.RouteFreezes, a.handleFreeze)
@@ -71,9 +74,13 @@ func (a *Agent) track(next http.Handler) http.Handler {
 			writeError(w, userErr(KindUnauthorized, "the agent only answers local callers on its unix socket and the manager on TCP"))
 			return
 		}
-		c, err := a.authManager(r)
+		if r.URL.Path == reqauth.Route {
+			a.openManagerSession(w, r)
+			return
+		}
+		c, err := a.authManager(w, r)
 		if err != nil {
-			writeError(w, err)
+			refuse(w, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))

@@ -21,17 +21,18 @@ const maxArchiveTries = 5
 // user; the shared filesystem looks the same from every node, so one agent
 // that answers is enough.
 func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.archiveNodes(r.Context(), id.Name())
+	mine, err := m.slurm.UserNodes(r.Context(), id.Name())
+	if err != nil {
+		// Slurm's advice is a preference, not a need.
+		mine = nil
+	}
+	nodes, err := m.archiveNodes(r.Context(), mine)
 	if err != nil {
 		m.writeError(w, err)
 		return
 	}
-	target := api.RouteArchives
-	if m.cfg.SavePath != "" {
-		target += "?" + url.Values{api.QuerySavePath: {m.cfg.SavePath}}.Encode()
-	}
 	list, node, err := firstAnswer(r.Context(), nodes, func(ctx context.Context, node string) (api.ArchiveList, error) {
-		return getJSON[api.ArchiveList](ctx, m, node, target, id.UID)
+		return getJSON[api.ArchiveList](ctx, m, node, m.archivesTarget(), id.UID)
 	})
 	if err != nil {
 		m.writeError(w, err)
@@ -44,33 +45,39 @@ func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Ide
 	writeJSON(w, http.StatusOK, list)
 }
 
-// archiveNodes are the nodes to ask for user's archives, in order: those
-// where the user has running jobs first (their agents are up and have
-// seen the user), then the others; at most maxArchiveTries.
-func (m *Manager) archiveNodes(ctx context.Context, user string) ([]string, error) {
-	all, allErr := m.nodes(ctx)
-	mine, err := m.slurm.UserNodes(ctx, user)
-	if err != nil {
-		// Slurm's advice is a preference, not a need.
-		mine = nil
+// archivesTarget is the agent route that lists the caller's archives,
+// below the site's save path.
+func (m *Manager) archivesTarget() string {
+	if m.cfg.SavePath == "" {
+		return api.RouteArchives
 	}
+	return api.RouteArchives + "?" + url.Values{api.QuerySavePath: {m.cfg.SavePath}}.Encode()
+}
+
+// archiveNodes are the nodes to ask for a user's archives, in order: mine,
+// those of the user's jobs, first (their agents are up and have seen the
+// user), then the others; at most maxArchiveTries.
+func (m *Manager) archiveNodes(ctx context.Context, mine []string) ([]string, error) {
+	all, allErr := m.nodes(ctx)
 	if allErr != nil && len(mine) == 0 {
 		return nil, allErr
 	}
-	order := make([]string, 0, len(all)+len(mine))
+	order := make([]string, 0, maxArchiveTries)
 	for _, n := range mine {
 		// Only nodes the manager serves (all is nil if unknown).
-		if (allErr != nil || slices.Contains(all, n)) && !slices.Contains(order, n) {
+		if len(order) < maxArchiveTries && (allErr != nil || all.contains(n)) && !slices.Contains(order, n) {
 			order = append(order, n)
 		}
 	}
-	for _, n := range all {
-		if !slices.Contains(order, n) {
-			order = append(order, n)
+	if allErr == nil {
+		for _, n := range all.list {
+			if len(order) >= maxArchiveTries {
+				break
+			}
+			if !slices.Contains(order, n) {
+				order = append(order, n)
+			}
 		}
-	}
-	if len(order) > maxArchiveTries {
-		order = order[:maxArchiveTries]
 	}
 	if len(order) == 0 {
 		return nil, userErr(KindBadGateway, "no node with an agent to list archives through")

@@ -23,6 +23,9 @@ func (s userNodesSlurm) Job(context.Context, string) (*slurm.Job, error) { retur
 func (s userNodesSlurm) UserNodes(context.Context, string) ([]string, error) {
 	return s.mine, s.mineErr
 }
+func (s userNodesSlurm) RecentNodes(context.Context, string) ([]string, error) {
+	return s.mine, s.mineErr
+}
 func (s userNodesSlurm) Nodes(context.Context) ([]string, error) { return s.all, s.allErr }
 
 // The nodes asked for a user's archives: where their jobs run first, then
@@ -51,7 +54,11 @@ func TestArchiveNodes(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Nodes = tc.static
 			m := newTestManager(cfg, tc.s)
-			got, err := m.archiveNodes(context.Background(), "alice")
+			mine := tc.s.mine
+			if tc.s.mineErr != nil {
+				mine = nil
+			}
+			got, err := m.archiveNodes(context.Background(), mine)
 			if tc.status != 0 {
 				assert.Check(t, is.Equal(Status(err), tc.status), "%v", err)
 				return

@@ -36,6 +36,11 @@ type Config struct {
 	Nodes []string `toml:"nodes"`
 	// AgentTimeout bounds each request to an agent.
 	AgentTimeout config.Duration `toml:"agent_timeout"`
+	// MaxFanout is how many agents one user request asks at once.
+	MaxFanout int `toml:"max_fanout"`
+	// NodesTimeout bounds `baicommit nodes`, which asks every agent: it
+	// answers with what it has by then.
+	NodesTimeout config.Duration `toml:"nodes_timeout"`
 	// SavePath is the site-wide save path template passed to agents;
 	// empty leaves each agent's own. Agents still only write below their
 	// save_roots.
@@ -77,6 +82,8 @@ func DefaultConfig() Config {
 		Listen:        ":7470",
 		AgentURL:      "http://{node}:7471",
 		AgentTimeout:  config.Duration{Duration: 10 * time.Second},
+		MaxFanout:     64,
+		NodesTimeout:  config.Duration{Duration: 20 * time.Second},
 		SlurmBinDir:   "/usr/bin",
 		WebLinkTTL:    config.Duration{Duration: 2 * time.Minute},
 		WebSessionTTL: config.Duration{Duration: 8 * time.Hour},
@@ -126,6 +133,12 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Quota.Validate(c.MaxFreezeSize); err != nil {
 		return err
+	}
+	if c.MaxFanout < 1 || c.MaxFanout > 4096 {
+		return fmt.Errorf("max_fanout %d: want between 1 and 4096", c.MaxFanout)
+	}
+	if c.NodesTimeout.Duration <= 0 {
+		return errors.New("nodes_timeout must be positive")
 	}
 	if c.SavePath != "" && (!filepath.IsAbs(c.SavePath) || filepath.Clean(c.SavePath) != c.SavePath) {
 		return fmt.Errorf("save_path %q must be a clean absolute path template", c.SavePath)

@@ -100,6 +100,10 @@ func (f *fakeSlurm) UserNodes(context.Context, string) ([]string, error) {
 	f.askedUser++
 	return f.nodes, f.err
 }
+func (f *fakeSlurm) RecentNodes(context.Context, string) ([]string, error) {
+	f.askedUser++
+	return f.nodes, f.err
+}
 func (f *fakeSlurm) Nodes(context.Context) ([]string, error) {
 	f.asked++
 	return f.nodes, f.err
@@ -188,7 +192,7 @@ func TestAgentURL(t *testing.T) {
 	cfg.Nodes = nil
 	ns, err := newTestManager(cfg, &fakeSlurm{err: errors.New("down")}).nodes(ctx)
 	assert.NilError(t, err)
-	assert.Check(t, is.DeepEqual(ns, []string{"special"}))
+	assert.Check(t, is.DeepEqual(ns.list, []string{"special"}))
 }
 
 func TestMayActFor(t *testing.T) {

@@ -21,7 +21,8 @@ type metrics struct {
 	bytes        prometheus.Counter
 	duration     prometheus.Histogram
 	agentUp      *prometheus.GaugeVec
-	agentSeconds *prometheus.HistogramVec
+	agentSeconds prometheus.Histogram
+	sessions     prometheus.Counter
 
 	mu   sync.Mutex
 	seen map[string]struct{} // finished tasks already counted
@@ -51,13 +52,19 @@ func newMetrics() *metrics {
 		agentUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "baicommit_manager_agent_up", Help: "1 if the node's agent answered the last request, else 0.",
 		}, []string{"node"}),
-		agentSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		// One histogram for all agents: one per node would be ten series
+		// per node, and grow with the cluster.
+		agentSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "baicommit_manager_agent_request_seconds", Help: "Time agents took to answer.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
-		}, []string{"node"}),
+		}),
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "baicommit_manager_agent_sessions_opened_total",
+			Help: "Sessions opened with agents: each cost one MUNGE credential here and one decode on the agent.",
+		}),
 		seen: map[string]struct{}{},
 	}
-	m.reg.MustRegister(m.requests, m.freezes, m.bytes, m.duration, m.agentUp, m.agentSeconds)
+	m.reg.MustRegister(m.requests, m.freezes, m.bytes, m.duration, m.agentUp, m.agentSeconds, m.sessions)
 	for _, o := range []string{"started", "refused", "succeeded", "failed"} {
 		m.freezes.WithLabelValues(o)
 	}
@@ -66,6 +73,14 @@ func newMetrics() *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// counted reports whether the end of task id was counted already.
+func (m *metrics) counted(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.seen[id]
+	return ok
 }
 
 // observe counts t's outcome the first time it is seen finished.

@@ -69,6 +69,8 @@ func (m *Manager) authed(h handler) http.HandlerFunc {
 		id, err := m.authenticate(r)
 		if err != nil {
 			m.log.Info("request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", Status(err), "err", err)
+			// The body was not read; nor is it to keep the connection.
+			w.Header().Set("Connection", "close")
 			m.writeError(w, err)
 			return
 		}
@@ -158,7 +160,7 @@ func (m *Manager) placeFreeze(ctx context.Context, id *Identity, req *api.Freeze
 	if owner == "" {
 		owner = id.Name()
 	}
-	found := fanOut(ctx, job.Nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+	found := fanOut(ctx, job.Nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Session, error) {
 		return getJSON[[]api.Session](ctx, m, node, api.RouteSessions+"?"+url.Values{api.QueryUser: {owner}}.Encode(), id.UID)
 	})
 	for _, f := range found {
@@ -203,7 +205,9 @@ func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identit
 		m.writeError(w, err)
 		return
 	}
-	if rep.status == http.StatusOK {
+	// A status polled every second need not be decoded again once its end
+	// was counted.
+	if rep.status == http.StatusOK && !m.metrics.counted(tid) {
 		var t api.Task
 		if json.Unmarshal(rep.body, &t) == nil {
 			m.metrics.observe(&t)
@@ -212,15 +216,65 @@ func (m *Manager) handleTask(w http.ResponseWriter, r *http.Request, id *Identit
 	relay(w, rep)
 }
 
+// handleTasks lists the caller's tasks from the nodes that may hold them,
+// never from the whole cluster, so that what a list costs grows with what
+// the user has: the nodes of their jobs Slurm still lists (running, and
+// ended less than MinJobAge ago: a freeze at a job's end runs after it),
+// and those their recent archives on the shared filesystem name (each
+// sidecar records its node and task), for freezes whose jobs Slurm forgot.
+// The job nodes are asked while one agent lists the archives. What cannot
+// be asked is a warning: the list still comes, from the rest. ?node=NODE
+// asks that node alone.
 func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.nodes(r.Context())
-	if err != nil {
-		m.writeError(w, err)
-		return
+	ctx := r.Context()
+	ask := func(nodes []string) []result[[]api.Task] {
+		return fanOut(ctx, nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Task, error) {
+			return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
+		})
 	}
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Task, error) {
-		return getJSON[[]api.Task](ctx, m, node, api.RouteTasks, id.UID)
-	})
+	var res []result[[]api.Task]
+	if n := r.URL.Query().Get(api.QueryNode); n != "" {
+		res = ask([]string{n})
+		if res[0].err != nil {
+			m.writeError(w, res[0].err)
+			return
+		}
+	} else {
+		known, kerr := m.nodes(ctx)
+		jobs, serr := m.slurm.RecentNodes(ctx, id.Name())
+		if kerr != nil && serr != nil {
+			m.writeError(w, kerr)
+			return
+		}
+		if serr != nil {
+			w.Header().Add("Warning", warningValue("cannot ask Slurm where your jobs ran: "+serr.Error()+"; tasks are looked for only on the nodes your archives name"))
+		}
+		served := func(ns []string, except []string) []string {
+			var out []string
+			for _, n := range ns {
+				if (kerr != nil || known.contains(n)) && !slices.Contains(out, n) && !slices.Contains(except, n) {
+					out = append(out, n)
+				}
+			}
+			return out
+		}
+		jobs = served(jobs, nil)
+		type found struct {
+			nodes []string
+			err   error
+		}
+		archived := make(chan found, 1)
+		go func() {
+			ns, err := m.archiveTaskNodes(ctx, id, jobs)
+			archived <- found{ns, err}
+		}()
+		res = ask(jobs)
+		a := <-archived
+		if a.err != nil {
+			w.Header().Add("Warning", warningValue("tasks are looked for only on the nodes of your recent jobs: "+a.err.Error()))
+		}
+		res = append(res, ask(served(a.nodes, jobs))...)
+	}
 	all := []api.Task{}
 	for _, f := range res {
 		if f.err != nil {
@@ -234,6 +288,40 @@ func (m *Manager) handleTasks(w http.ResponseWriter, r *http.Request, id *Identi
 		m.metrics.observe(&all[i])
 	}
 	writeJSON(w, http.StatusOK, all)
+}
+
+// What the archives add to the nodes that may hold a user's tasks: the
+// nodes named by the archives of the last recentArchives, at most
+// maxArchiveNodes of them, newest first.
+const (
+	recentArchives  = 7 * 24 * time.Hour
+	maxArchiveNodes = 32
+)
+
+// archiveTaskNodes are the nodes id's recent archives name, as one agent
+// lists them (those of jobs first: their agents are up).
+func (m *Manager) archiveTaskNodes(ctx context.Context, id *Identity, jobs []string) ([]string, error) {
+	tried, err := m.archiveNodes(ctx, jobs)
+	if err != nil {
+		return nil, err
+	}
+	list, _, err := firstAnswer(ctx, tried, func(ctx context.Context, node string) (api.ArchiveList, error) {
+		return getJSON[api.ArchiveList](ctx, m, node, m.archivesTarget(), id.UID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	since := time.Now().Add(-recentArchives)
+	for _, a := range list.Archives {
+		if len(out) >= maxArchiveNodes {
+			break
+		}
+		if a.Created.After(since) && !slices.Contains(out, a.Node) {
+			out = append(out, a.Node)
+		}
+	}
+	return out, nil
 }
 
 func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Identity) {
@@ -271,7 +359,7 @@ func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Ide
 		nodes = ns
 	}
 	target := api.RouteSessions + "?" + url.Values{api.QueryUser: {owner}}.Encode()
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) ([]api.Session, error) {
+	res := fanOut(r.Context(), nodes, m.cfg.MaxFanout, func(ctx context.Context, node string) ([]api.Session, error) {
 		return getJSON[[]api.Session](ctx, m, node, target, id.UID)
 	})
 	all := []api.Session{}
@@ -290,26 +378,45 @@ func (m *Manager) handleSessions(w http.ResponseWriter, r *http.Request, id *Ide
 	writeJSON(w, http.StatusOK, all)
 }
 
+// handleNodes asks every node's agent for its version, at most max_fanout
+// at once, and answers after nodes_timeout at the latest with what it has:
+// a node that did not answer in time shows as unreachable, and a Warning
+// says how many did not.
 func (m *Manager) handleNodes(w http.ResponseWriter, r *http.Request, id *Identity) {
-	nodes, err := m.nodes(r.Context())
+	known, err := m.nodes(r.Context())
 	if err != nil {
 		m.writeError(w, err)
 		return
 	}
-	res := fanOut(r.Context(), nodes, func(ctx context.Context, node string) (api.NodeStatus, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), m.cfg.NodesTimeout.Duration)
+	defer cancel()
+	res := fanOut(ctx, known.list, m.cfg.MaxFanout, func(ctx context.Context, node string) (api.NodeStatus, error) {
 		t0 := time.Now()
 		v, err := getJSON[api.VersionInfo](ctx, m, node, api.RouteVersion, id.UID)
 		st := api.NodeStatus{Node: node, LatencyMS: float64(time.Since(t0).Microseconds()) / 1000}
 		if err != nil {
-			st.Error = err.Error()
-			return st, nil
+			return st, err
 		}
 		st.Reachable, st.Version, st.Running = true, v.Version, v.Running
 		return st, nil
 	})
 	out := make([]api.NodeStatus, 0, len(res))
+	late := 0
 	for _, f := range res {
-		out = append(out, f.val)
+		st := f.val
+		st.Node = f.node
+		switch {
+		case f.err == nil:
+		case ctx.Err() != nil && r.Context().Err() == nil && errors.Is(f.err, ctx.Err()):
+			late++
+			st.Error = fmt.Sprintf("no answer within nodes_timeout (%s)", m.cfg.NodesTimeout.Duration)
+		default:
+			st.Error = f.err.Error()
+		}
+		out = append(out, st)
+	}
+	if late > 0 {
+		w.Header().Add("Warning", warningValue(fmt.Sprintf("%d of %d nodes did not answer within nodes_timeout (%s)", late, len(res), m.cfg.NodesTimeout.Duration)))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -331,14 +438,25 @@ type result[T any] struct {
 	err  error
 }
 
-// fanOut asks every node at once and returns the answers in node order.
-func fanOut[T any](ctx context.Context, nodes []string, ask func(context.Context, string) (T, error)) []result[T] {
+// fanOut asks the nodes, at most limit at once, and returns the answers in
+// node order. Once ctx ends, the nodes not asked yet get its error.
+func fanOut[T any](ctx context.Context, nodes []string, limit int, ask func(context.Context, string) (T, error)) []result[T] {
 	res := make([]result[T], len(nodes))
+	slots := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			for j := i; j < len(nodes); j++ {
+				res[j] = result[T]{node: nodes[j], err: ctx.Err()}
+			}
+			wg.Wait()
+			return res
+		}
 		wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			v, err := ask(ctx, n)
 			res[i] = result[T]{node: n, val: v, err: err}
 		}()
@@ -374,11 +492,16 @@ func callJSON[T any](ctx context.Context, m *Manager, node, method, target strin
 
 // warn adds a Warning header saying a node's part is missing.
 func warn(w http.ResponseWriter, node string, err error) {
-	msg := strings.NewReplacer(`"`, `'`, "\n", " ").Replace(err.Error())
+	msg := err.Error()
 	if !strings.Contains(msg, node) {
 		msg = "node " + node + ": " + msg
 	}
-	w.Header().Add("Warning", `199 baicommit "`+msg+`"`)
+	w.Header().Add("Warning", warningValue(msg))
+}
+
+// warningValue is an HTTP Warning header saying msg.
+func warningValue(msg string) string {
+	return `199 baicommit "` + strings.NewReplacer(`"`, `'`, "\n", " ").Replace(msg) + `"`
 }
 
 // relay passes an agent's answer on unchanged.

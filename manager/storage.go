@@ -49,7 +49,11 @@ func (m *Manager) siteQuotas() *api.Quotas {
 // agent that answers, acting for id.
 func onArchiveNode[T any](ctx context.Context, m *Manager, id *Identity, owner, method, route string, body any) (T, error) {
 	var zero T
-	nodes, err := m.archiveNodes(ctx, owner)
+	mine, err := m.slurm.UserNodes(ctx, owner)
+	if err != nil {
+		mine = nil // Slurm's advice is a preference, not a need
+	}
+	nodes, err := m.archiveNodes(ctx, mine)
 	if err != nil {
 		return zero, err
 	}

@@ -33,7 +33,7 @@ func BenchmarkAuthentication(b *testing.B) {
 		ctx := context.Background()
 		sign := func() *http.Request {
 			req := httptest.NewRequest(http.MethodGet, api.RouteVersion, nil)
-			if err := codec.Sign(ctx, req, nil, "", munge.EncodeOptions{}); err != nil {
+			if err := codec.Sign(ctx, req, nil, munge.AudienceManager, munge.EncodeOptions{}); err != nil {
 				b.Fatalf("!!! munged is needed for this case (scripts/setup.sh cluster starts it): %v", err)
 			}
 			return req

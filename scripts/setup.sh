@@ -22,6 +22,9 @@ PODMAN5_VERSION=v5.8.2
 PODMAN5_DIR=/opt/podman5
 # The account baicommit-manager runs as in the tests (agents trust its MUNGE credentials).
 MANAGER_USER=bcmanager
+# The users of the scale simulation (test/scale/sim: they only make MUNGE credentials and
+# own files on its simulated shared filesystem; no home, no shell, no Podman).
+SIM_USERS=(bcsim01 bcsim02 bcsim03 bcsim04 bcsim05 bcsim06 bcsim07 bcsim08 bcsim09 bcsim10)
 GO_MIN_MAJOR=1
 GO_MIN_MINOR=26
 
@@ -340,6 +343,12 @@ main_all() {
         useradd --system --no-create-home --shell /usr/sbin/nologin "$MANAGER_USER"
         log "user $MANAGER_USER: created (system account for baicommit-manager)"
     fi
+    for u in "${SIM_USERS[@]}"; do
+        if ! id -u "$u" >/dev/null 2>&1; then
+            useradd --system --no-create-home --shell /usr/sbin/nologin "$u"
+            log "user $u: created (for the scale simulation)"
+        fi
+    done
     smoke_test "${TEST_USERS[0]}"
     main_podman5
     log "done"

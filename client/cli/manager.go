@@ -127,7 +127,7 @@ func newClient(c *ucli.Context) (*client.Client, error) {
 	}
 	return client.New(mgr, append(opts,
 		client.WithSigner(func(ctx context.Context, req *http.Request, body []byte) error {
-			return codec.Sign(ctx, req, body, "", munge.EncodeOptions{TTL: credentialTTL})
+			return codec.Sign(ctx, req, body, munge.AudienceManager, munge.EncodeOptions{TTL: credentialTTL})
 		}),
 		client.WithWarnings(func(w string) { fmt.Fprintln(stderr, "baicommit: warning:", warningText(w)) }))...)
 }

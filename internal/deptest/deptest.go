@@ -65,6 +65,11 @@ var Rules = []Rule{
 		From: []string{"..."}, Not: []string{"internal/archivetest/..."}, Direct: true,
 		Why: "test fixtures are for tests only",
 	},
+	{
+		From: []string{"api", "client/...", "agent/...", "manager/...", "policy/...", "internal/...", "cmd/..."},
+		Not:  []string{"test/..."},
+		Why:  "no program links test code (the simulation's fake Podman and helper live in test/scale/sim)",
+	},
 }
 
 // match reports whether the module-relative path p matches pattern: the

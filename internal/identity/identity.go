@@ -1,7 +1,8 @@
 // Package identity says who is calling and what they may do, for the agent
 // and the manager alike: the local account behind a uid (with its groups),
 // the proof a transport gives of the caller (a unix socket's peer
-// credentials, a request's MUNGE credential), and the one rule of who is a
+// credentials, a request's MUNGE credential, the manager's session
+// signature on a request it relays to an agent), and the one rule of who is a
 // baicommit admin. Like Tailscale's ipnauth, it is the only place either
 // daemon learns identity from: never from a request's body or a header.
 package identity
@@ -123,7 +124,8 @@ type Caller struct {
 	// Admin says the caller may act on anyone's sessions (Admins.Admin).
 	Admin bool
 	// Relayed says the request came through baicommit-manager, which
-	// proved UID to itself and signed the request it relayed with MUNGE.
+	// proved UID to itself and signed the request it relayed with the
+	// session it opened with the agent (FromSession).
 	Relayed bool
 }
 

@@ -3,19 +3,23 @@ package identity
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/internal/httperr"
 	"github.com/baicommit/baicommit/internal/munge"
+	"github.com/baicommit/baicommit/internal/reqauth"
 )
 
 func TestAdmin(t *testing.T) {
@@ -150,11 +154,122 @@ func TestFromMUNGEClassifies(t *testing.T) {
 			if tc.auth != "" {
 				r.Header.Set("Authorization", tc.auth)
 			}
-			_, _, err := FromMUNGE(context.Background(), tc.codec, r, 1<<10)
+			_, _, err := FromMUNGE(context.Background(), tc.codec, r, munge.AudienceManager, 1<<10)
 			var he *httperr.Error
 			assert.Assert(t, errors.As(err, &he), "%v", err)
 			assert.Check(t, is.Equal(httperr.Status(err), tc.status), "%v", err)
 			assert.Check(t, is.Equal(errors.Is(err, ErrNoCredential), tc.noCred), "%v", err)
 		})
 	}
+}
+
+// FromSession checks the signature before it reads a byte of the body,
+// then the body against it.
+func TestFromSession(t *testing.T) {
+	srv := reqauth.NewServer("cn01", reqauth.ServerOptions{})
+	c := reqauth.NewClient(func(_ context.Context, _ string, h []byte) ([]byte, error) { return srv.Accept(h) }, reqauth.ClientOptions{})
+	s, err := c.Session(context.Background(), "cn01")
+	assert.NilError(t, err)
+	body := `{"container":"box"}`
+	for _, tc := range []struct {
+		name     string
+		sign     bool
+		sent     string
+		max      int64
+		uid      int
+		status   int
+		readBody bool
+	}{
+		{name: "signed", sign: true, sent: body, max: 1 << 10, uid: 1000, readBody: true},
+		{name: "unsigned", sent: body, max: 1 << 10, status: http.StatusUnauthorized},
+		{name: "another body", sign: true, sent: `{"container":"other"}`, max: 1 << 10, status: http.StatusUnauthorized, readBody: true},
+		{name: "too large", sign: true, sent: body, max: 4, status: http.StatusBadRequest, readBody: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cr := &countingReader{r: strings.NewReader(tc.sent)}
+			r := httptest.NewRequest(http.MethodPost, "/v1/freezes", cr)
+			if tc.sign {
+				s.Sign(r, []byte(body), "1000")
+			}
+			uid, err := FromSession(srv, r, tc.max)
+			if tc.status == 0 {
+				assert.NilError(t, err)
+				assert.Check(t, is.Equal(uid, tc.uid))
+				b, _ := io.ReadAll(r.Body)
+				assert.Check(t, is.Equal(string(b), body), "the body is put back")
+			} else {
+				assert.Check(t, is.Equal(httperr.Status(err), tc.status), "%v", err)
+			}
+			assert.Check(t, is.Equal(cr.n > 0, tc.readBody), "read %d bytes", cr.n)
+		})
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// counted counts the lookups that reach it.
+type counted struct {
+	table
+	n int
+}
+
+func (c *counted) Lookup(s string) (*User, error) {
+	c.n++
+	return c.table.Lookup(s)
+}
+
+func TestCache(t *testing.T) {
+	next := &counted{table: table{1000: {UID: 1000, Name: "alice"}}}
+	now := time.Unix(1_800_000_000, 0)
+	c := NewCache(next, time.Minute, 3)
+	c.now = func() time.Time { return now }
+	for range 5 {
+		u, err := c.Lookup("1000")
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(u.Name, "alice"))
+		_, err = c.Lookup("4242")
+		assert.Check(t, errors.Is(err, ErrUnknownUser))
+	}
+	assert.Check(t, is.Equal(next.n, 2), "asked again within the TTL")
+
+	// A minute later, a change to the account shows.
+	now = now.Add(time.Minute)
+	next.table[1000] = &User{UID: 1000, Name: "alice2"}
+	u, err := c.Lookup("1000")
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(u.Name, "alice2"))
+	assert.Check(t, is.Equal(next.n, 3))
+
+	// Never more than max entries.
+	for i := range 10 {
+		_, _ = c.Lookup(strconv.Itoa(2000 + i))
+	}
+	assert.Check(t, len(c.m) <= 3, "%d entries", len(c.m))
+}
+
+// A failure of the account database itself is not remembered.
+func TestCacheForgetsFailures(t *testing.T) {
+	calls := 0
+	c := NewCache(failing(func() { calls++ }), 0, 0)
+	for range 3 {
+		_, err := c.Lookup("1000")
+		assert.ErrorContains(t, err, "sssd down")
+	}
+	assert.Check(t, is.Equal(calls, 3))
+}
+
+type failing func()
+
+func (f failing) Lookup(string) (*User, error) {
+	f()
+	return nil, errors.New("sssd down")
 }

@@ -3,6 +3,7 @@ package munge
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -47,13 +48,16 @@ func TestParseDecoded(t *testing.T) {
 }
 
 func TestBindingRoundTrip(t *testing.T) {
-	b := BindingFor("POST", "/v1/freezes?x=1", []byte(`{"container":"box"}`), "1002")
+	b := BindingFor("POST", "/v1/freezes?x=1", []byte(`{"container":"box"}`), "cn01")
 	got, err := parseBinding(b.marshal())
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(got, b))
 	_, err = parseBinding([]byte("hello"))
 	assert.ErrorContains(t, err, "not made for a baicommit request")
+	_, err = parseBinding([]byte("baicommit-request/1\nGET\n/\nabc\n"))
+	assert.ErrorContains(t, err, "upgrade the baicommit CLI")
 	assert.Check(t, BindingFor("GET", "/a", nil, "") != BindingFor("GET", "/a", []byte("x"), ""), "the body must count")
+	assert.Check(t, BindingFor("GET", "/a", nil, "cn01") != BindingFor("GET", "/a", nil, "cn02"), "the audience must count")
 }
 
 func TestErrorMessages(t *testing.T) {
@@ -100,38 +104,59 @@ func TestSignVerify(t *testing.T) {
 	ctx := context.Background()
 	body := []byte(`{"container":"box"}`)
 	req := httptest.NewRequest(http.MethodPost, "/v1/freezes", strings.NewReader(string(body)))
-	assert.NilError(t, c.Sign(ctx, req, body, "1002", EncodeOptions{TTL: time.Minute}))
+	assert.NilError(t, c.Sign(ctx, req, body, "cn01", EncodeOptions{TTL: time.Minute}))
 
-	cred, b, err := c.Verify(ctx, req, 1<<10)
+	// Made for node cn01: no other audience takes it.
+	elsewhere := httptest.NewRequest(http.MethodPost, "/v1/freezes", strings.NewReader(string(body)))
+	elsewhere.Header = req.Header
+	_, _, err := c.Verify(ctx, elsewhere, "cn02", 1<<10)
+	assert.Check(t, errors.Is(err, ErrMismatch), "%v", err)
+	assert.ErrorContains(t, err, `made for "cn01", this is "cn02"`)
+
+	cred, b, err := c.Verify(ctx, req, "cn01", 1<<10)
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(cred.UID, 1002))
-	assert.Check(t, is.Equal(b.As, "1002"))
+	assert.Check(t, is.Equal(b.Audience, "cn01"))
 
 	// The same credential on another body, or another target, is refused.
 	other := httptest.NewRequest(http.MethodPost, "/v1/freezes", strings.NewReader(`{"container":"other"}`))
 	other.Header = req.Header
-	_, _, err = c.Verify(ctx, other, 1<<10)
+	_, _, err = c.Verify(ctx, other, "cn01", 1<<10)
 	assert.Check(t, errors.Is(err, ErrMismatch), "%v", err)
 	moved := httptest.NewRequest(http.MethodPost, "/v1/freezes?user=bob", strings.NewReader(string(body)))
 	moved.Header = req.Header
-	_, _, err = c.Verify(ctx, moved, 1<<10)
+	_, _, err = c.Verify(ctx, moved, "cn01", 1<<10)
 	assert.Check(t, errors.Is(err, ErrMismatch), "%v", err)
 
-	_, _, err = c.Verify(ctx, httptest.NewRequest(http.MethodGet, "/", nil), 1<<10)
+	_, _, err = c.Verify(ctx, httptest.NewRequest(http.MethodGet, "/", nil), "cn01", 1<<10)
 	assert.Check(t, errors.Is(err, ErrNoCredential))
 
 	big := httptest.NewRequest(http.MethodPost, "/v1/freezes", strings.NewReader(strings.Repeat("x", 2000)))
 	big.Header = req.Header
-	_, _, err = c.Verify(ctx, big, 1<<10)
+	_, _, err = c.Verify(ctx, big, "cn01", 1<<10)
 	assert.ErrorContains(t, err, "larger than")
 
 	t.Setenv("UNMUNGE_STATUS", "17")
-	again := httptest.NewRequest(http.MethodPost, "/v1/freezes", strings.NewReader(string(body)))
+	body0 := &countingReader{r: strings.NewReader(string(body))}
+	again := httptest.NewRequest(http.MethodPost, "/v1/freezes", body0)
 	again.Header = req.Header
-	_, _, err = c.Verify(ctx, again, 1<<10)
+	_, _, err = c.Verify(ctx, again, "cn01", 1<<10)
 	var me *Error
 	assert.Assert(t, errors.As(err, &me), "%v", err)
 	assert.Check(t, is.Equal(me.Status, StatusReplayed))
+	assert.Check(t, is.Equal(body0.n, 0), "the body was read before the credential was checked")
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func TestMissingPrograms(t *testing.T) {

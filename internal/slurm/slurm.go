@@ -74,6 +74,18 @@ func (c Commands) UserNodes(ctx context.Context, user string) ([]string, error) 
 	return c.expandLines(ctx, out)
 }
 
+// RecentNodes returns the nodes of every job of user that Slurm still
+// lists: pending ones have none, running ones theirs, and ended ones stay
+// listed for MinJobAge (300 s by default), long enough to find a freeze
+// that ran at a job's end.
+func (c Commands) RecentNodes(ctx context.Context, user string) ([]string, error) {
+	out, err := c.run(ctx, "squeue", "--noheader", "--user", user, "--states", "all", "--format", "%N")
+	if err != nil {
+		return nil, err
+	}
+	return c.expandLines(ctx, out)
+}
+
 // Nodes returns every node of the cluster.
 func (c Commands) Nodes(ctx context.Context) ([]string, error) {
 	out, err := c.run(ctx, "sinfo", "--noheader", "--Node", "--format", "%N")

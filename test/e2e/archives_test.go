@@ -30,7 +30,7 @@ func managerClientAs(t *testing.T, m *managerProc, who string) (*client.Client, 
 	assert.NilError(t, os.WriteFile(wrapper, []byte("#!/bin/sh\nexec runuser -u "+who+" -- /usr/bin/munge \"$@\"\n"), 0o755))
 	codec := munge.Codec{Munge: wrapper}
 	c, err := client.New(m.url, client.WithManager(), client.WithSigner(func(ctx context.Context, req *http.Request, body []byte) error {
-		return codec.Sign(ctx, req, body, "", munge.EncodeOptions{TTL: time.Minute})
+		return codec.Sign(ctx, req, body, munge.AudienceManager, munge.EncodeOptions{TTL: time.Minute})
 	}))
 	assert.NilError(t, err)
 	return c, codec
@@ -92,7 +92,7 @@ func TestArchivesThroughTheManager(t *testing.T) {
 	for range 5 {
 		req, _ := http.NewRequest(http.MethodGet, m.url+api.RouteArchives, nil)
 		t0 := time.Now()
-		assert.NilError(t, codec.Sign(ctx, req, nil, "", munge.EncodeOptions{}))
+		assert.NilError(t, codec.Sign(ctx, req, nil, munge.AudienceManager, munge.EncodeOptions{}))
 		signing += time.Since(t0)
 	}
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })

@@ -36,7 +36,7 @@ const (
 )
 
 // bins holds the binaries under test, copied where every user can run them.
-var bins struct{ dir, agent, cli, manager string }
+var bins struct{ dir, agent, cli, manager, sim string }
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -66,21 +66,31 @@ func TestMain(m *testing.M) {
 }
 
 // installBinaries copies the binaries of BAICOMMIT_BIN_DIR (built by
-// `make e2e`), or builds them with `make build` (the Makefile is the one
-// place that knows the build tags), into dir.
+// `make e2e`), or builds them with `make build build-sim` (the Makefile is
+// the one place that knows the build tags), into dir.
 func installBinaries(dir string) error {
 	bins.dir = dir
 	bins.agent = filepath.Join(dir, "baicommit-agent")
 	bins.cli = filepath.Join(dir, "baicommit")
 	bins.manager = filepath.Join(dir, "baicommit-manager")
+	bins.sim = filepath.Join(dir, "baicommit-sim")
 	src := os.Getenv("BAICOMMIT_BIN_DIR")
 	if src == "" {
 		// go test runs in this package's directory, two below the root.
-		cmd := exec.Command("make", "--no-print-directory", "-C", "../..", "build", "BIN="+dir)
+		cmd := exec.Command("make", "--no-print-directory", "-C", "../..", "build", "build-sim", "BIN="+dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("make build: %v: %s", err, out)
 		}
 		return nil
+	}
+	if _, err := os.Stat(filepath.Join(src, "baicommit-sim")); err != nil {
+		// `make build` alone does not build the simulation.
+		cmd := exec.Command("make", "--no-print-directory", "-C", "../..", "build-sim", "BIN="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("make build-sim: %v: %s", err, out)
+		}
+	} else if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, "baicommit-sim"), dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("install baicommit-sim: %v: %s", err, out)
 	}
 	for _, name := range []string{"baicommit-agent", "baicommit", "baicommit-manager", "baicommit-epilog"} {
 		if out, err := exec.Command("install", "-m", "0755", filepath.Join(src, name), dir).CombinedOutput(); err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/munge"
+	"github.com/baicommit/baicommit/internal/reqauth"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
@@ -308,7 +309,7 @@ func TestManagerCredentials(t *testing.T) {
 	signed := func(path string, ttl time.Duration) *http.Request {
 		req, err := http.NewRequest(http.MethodGet, url+path, nil)
 		assert.NilError(t, err)
-		assert.NilError(t, codec.Sign(ctx, req, nil, "", munge.EncodeOptions{TTL: ttl}))
+		assert.NilError(t, codec.Sign(ctx, req, nil, munge.AudienceManager, munge.EncodeOptions{TTL: ttl}))
 		return req
 	}
 	send := func(req *http.Request) (int, string) {
@@ -375,11 +376,30 @@ func TestAgentTCPRefusesAllButTheManager(t *testing.T) {
 	r := runAs(t, alice, bins.cli, "--manager", url, "commit", "--node", "bcn1", ctr)
 	assert.Equal(t, r.code, 1, "%s", r)
 	assert.Check(t, is.Contains(r.stderr, "answers only baicommit-manager"))
-	assert.Check(t, is.Contains(r.stderr, fmt.Sprintf("uid %d", uidOf(t, alice))))
 	assert.Check(t, is.Contains(a.log.String(), "refused a TCP request not signed by the manager"))
 	ts, err := a.client(t).Tasks(context.Background())
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(ts, 0), "a refused request started a task")
+
+	// Nor does anyone but the manager's account open a session: root's
+	// credential, made for this very node, is refused and named.
+	hello := []byte(`{"public_key":"` + strings.Repeat("A", 42) + `="}`)
+	req, err := http.NewRequest(http.MethodPost, url+reqauth.Route, bytes.NewReader(hello))
+	assert.NilError(t, err)
+	assert.NilError(t, munge.Codec{}.Sign(context.Background(), req, hello, "bcn1", munge.EncodeOptions{}))
+	resp, err = http.DefaultClient.Do(req)
+	assert.NilError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Check(t, is.Equal(resp.StatusCode, http.StatusUnauthorized))
+	assert.Check(t, is.Contains(string(b), "the credential is uid 0's"))
+	// The log comes through a pipe: it may arrive after the answer.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if strings.Contains(a.log.String(), "refused a manager session not opened by the manager") {
+			return poll.Success()
+		}
+		return poll.Continue("the refusal is not in the agent's log")
+	}, poll.WithTimeout(10*time.Second))
 
 	// An agent with no manager_user refuses even the manager, and says why.
 	port := freePort(t)
@@ -475,7 +495,7 @@ func TestManagerLoad(t *testing.T) {
 			defer wg.Done()
 			for range work {
 				req, _ := http.NewRequest(http.MethodGet, m.url+api.RouteTask+id, nil)
-				if err := codec.Sign(context.Background(), req, nil, "", munge.EncodeOptions{}); err != nil {
+				if err := codec.Sign(context.Background(), req, nil, munge.AudienceManager, munge.EncodeOptions{}); err != nil {
 					mu.Lock()
 					fails = append(fails, err.Error())
 					mu.Unlock()
@@ -553,7 +573,7 @@ func statusOf(t *testing.T, m *managerProc, path string) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, m.url+path, nil)
 	assert.NilError(t, err)
-	assert.NilError(t, munge.Codec{}.Sign(context.Background(), req, nil, "", munge.EncodeOptions{}))
+	assert.NilError(t, munge.Codec{}.Sign(context.Background(), req, nil, munge.AudienceManager, munge.EncodeOptions{}))
 	resp, err := http.DefaultClient.Do(req)
 	assert.NilError(t, err)
 	resp.Body.Close()

@@ -382,11 +382,17 @@ func rewriteConfig(t *testing.T, a *agentProc, keys map[string]string) {
 // jobState is Slurm's state of job (COMPLETED, TIMEOUT, …).
 func jobState(t *testing.T, job string) string {
 	t.Helper()
-	out, err := rootCmd("scontrol", "-o", "show", "job", job)
-	assert.NilError(t, err, out)
-	m := regexp.MustCompile(`JobState=(\S+)`).FindStringSubmatch(out)
-	assert.Assert(t, m != nil, "scontrol: %s", out)
-	return m[1]
+	// Right after the epilog, slurmctld may not have marked the job
+	// ended yet: COMPLETING is on the way to the state asked about.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := rootCmd("scontrol", "-o", "show", "job", job)
+		assert.NilError(t, err, out)
+		m := regexp.MustCompile(`JobState=(\S+)`).FindStringSubmatch(out)
+		assert.Assert(t, m != nil, "scontrol: %s", out)
+		if m[1] != "COMPLETING" || time.Now().After(deadline) {
+			return m[1]
+		}
+	}
 }
 
 // A job whose sessions did not opt in leaves nothing: no task, no file,
