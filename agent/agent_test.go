@@ -50,7 +50,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Check(t, is.Equal(cfg.SavePath, "/var/lib/baicommit/archives/{user}"))
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/var/lib/baicommit/archives"}))
 	assert.Check(t, is.Equal(cfg.FileName, "{container}-{time}-{job}-{node}-{task}"))
-	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
+	assert.Check(t, is.Equal(cfg.ArchiveMode, "0600"))
 	assert.Check(t, is.Equal(cfg.CompressionLevel, 1))
 	assert.Check(t, !cfg.KeepImage)
 	assert.Check(t, is.DeepEqual(cfg.ScrubEnv, builtinScrubEnv))
@@ -199,7 +199,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	cfg, err := LoadConfig(exampleConfig(t))
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/shared/baicommit"}))
-	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
+	assert.Check(t, is.Equal(cfg.ArchiveMode, "0600"))
 }
 
 // The example says its values are the defaults; its scrub_env drops

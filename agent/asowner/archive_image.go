@@ -60,15 +60,15 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		src = scrubbedRef{ImageReference: srcRef, patterns: spec.ScrubEnv, removed: &removed}
 	}
 
-	dir, err := safefile.OpenDir(spec.Root, spec.Dir, true)
+	mode := os.FileMode(spec.Mode)
+	if mode == 0 {
+		mode = 0o600
+	}
+	dir, err := safefile.MakeDir(spec.Root, spec.Dir, safefile.DirModeFor(mode))
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	mode := os.FileMode(spec.Mode)
-	if mode == 0 {
-		mode = 0o640
-	}
 	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
 	if err != nil {
 		return err

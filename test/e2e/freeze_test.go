@@ -94,7 +94,11 @@ func TestFreezeRunningSession(t *testing.T) {
 	var st syscall.Stat_t
 	assert.NilError(t, syscall.Stat(path, &st))
 	assert.Equal(t, st.Uid, uidOf(t, alice), "archive must belong to the session's owner")
-	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o640))
+	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o600))
+	// The directory made for it is the owner's alone, whatever their group.
+	assert.NilError(t, syscall.Stat(filepath.Dir(path), &st))
+	assert.Equal(t, st.Uid, uidOf(t, alice))
+	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o700))
 	for _, n := range listDir(t, filepath.Dir(path)) {
 		assert.Assert(t, !strings.HasSuffix(n, ".partial"), "leftover temporary file %s", n)
 	}
@@ -417,9 +421,10 @@ func TestAgentStoppedMidExport(t *testing.T) {
 }
 
 // TestKeepImageAndArchiveMode: with keep_image the frozen image stays in
-// the user's Podman under its name; archive_mode sets the files' mode.
+// the user's Podman under its name; archive_mode sets the files' mode, and
+// the directories' follows (a project group's 0640: 0750).
 func TestKeepImageAndArchiveMode(t *testing.T) {
-	a := newAgent(t, withKey("keep_image", "true"), withKey("archive_mode", `"0600"`)).start()
+	a := newAgent(t, withKey("keep_image", "true"), withKey("archive_mode", `"0640"`)).start()
 	ctr := session(t, alice, "echo kept > /root/k.txt")
 	task, r := commitJSON(t, a, alice, "--tag", "localhost/alice/kept:1", ctr)
 	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
@@ -430,8 +435,11 @@ func TestKeepImageAndArchiveMode(t *testing.T) {
 	for _, p := range []string{task.Archive.Path, task.Archive.Sidecar} {
 		fi, err := os.Stat(p)
 		assert.NilError(t, err)
-		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o600)), p)
+		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o640)), p)
 	}
+	fi, err := os.Stat(filepath.Dir(task.Archive.Path))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o750)))
 }
 
 // TestSaveThroughSupplementaryGroup: a save location that the owner may
