@@ -199,7 +199,7 @@ func newAgent(t *testing.T, opts ...agentOpt) *agentProc {
 	a := &agentProc{t: t, dir: dir, sock: filepath.Join(dir, "agent.sock"), cfgPath: filepath.Join(dir, "agent.toml"),
 		save: filepath.Join(dir, "save")}
 	assert.NilError(t, os.Mkdir(a.save, 0o777))
-	assert.NilError(t, os.Chmod(a.save, 0o1777))
+	assert.NilError(t, os.Chmod(a.save, os.ModeSticky|0o777))
 	cfg := map[string]string{
 		"node_name":              strconv.Quote(node),
 		"state_dir":              strconv.Quote(filepath.Join(dir, "state")),
