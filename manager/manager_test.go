@@ -37,7 +37,17 @@ func TestConfigValidate(t *testing.T) {
 		{name: "web behind a proxy", edit: func(c *Config) {
 			c.WebURL = "https://ood.example.org/rnode/mgr/7470/web/"
 			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5", "192.0.2.0/24", "::1"}
+			c.WebProxySecretFile = "/etc/baicommit/proxy.secret"
 		}},
+		{name: "proxy without a secret", edit: func(c *Config) {
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5"}
+		}, err: "needs web_proxy_secret_file"},
+		{name: "the secret in the user's header", edit: func(c *Config) {
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5"}
+			c.WebProxySecretFile, c.WebProxySecretHeader = "/etc/baicommit/proxy.secret", "x-forwarded-user"
+		}, err: "a header of its own"},
+		{name: "push registries", edit: func(c *Config) { c.WebPushRegistries = []string{"reg.example:5000", "*"} }},
+		{name: "push registry with a path", edit: func(c *Config) { c.WebPushRegistries = []string{"reg.example/alice"} }, err: "web_push_registries"},
 		{name: "web_url not http", edit: func(c *Config) { c.WebURL = "ood.example.org" }, err: "web_url"},
 		{name: "link ttl too long", edit: func(c *Config) { c.WebLinkTTL.Duration = 2 * time.Hour }, err: "web_link_ttl"},
 		{name: "link ttl zero", edit: func(c *Config) { c.WebLinkTTL.Duration = 0 }, err: "web_link_ttl"},
@@ -46,6 +56,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "proxies alone", edit: func(c *Config) { c.WebTrustedProxies = []string{"10.0.0.5"} }, err: "set together"},
 		{name: "bad proxy", edit: func(c *Config) {
 			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"ood.example.org"}
+			c.WebProxySecretFile = "/etc/baicommit/proxy.secret"
 		}, err: "neither an address nor a CIDR"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
