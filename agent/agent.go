@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/agent/podman"
+	"github.com/baicommit/baicommit/agent/runas"
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/identity"
@@ -80,6 +81,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 			RunDir:      cfg.RunDir,
 			ServiceIdle: cfg.TransientServiceIdle.Duration,
 			Podman:      cfg.Podman,
+			Cgroups:     runas.Cgroups{Templates: cfg.UserCgroups},
 			Log:         log,
 		}}
 	}
@@ -87,7 +89,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		if deps.Binary == "" {
 			return nil, errors.New("agent: no helper binary")
 		}
-		deps.Helpers = ownerHelper{bin: deps.Binary, log: log}
+		deps.Helpers = ownerHelper{bin: deps.Binary, log: log,
+			cgroups: runas.Cgroups{Templates: cfg.UserCgroups}, threads: cfg.HelperThreads}
 	}
 	manager, err := newManagerAuth(cfg, deps.Accounts)
 	if err != nil {

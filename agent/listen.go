@@ -78,6 +78,7 @@ func (a *Agent) Serve(ctx context.Context, lns []net.Listener, idleExit time.Dur
 	srv := NewServer(a)
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
+		ln := newLimitListener(ln, a.cfg.MaxConnectionsPerUser, a.log)
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	var idle <-chan time.Time

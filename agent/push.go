@@ -55,6 +55,9 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *identity.User,
 		Op: messages.OpPush, Root: r.Root, Dir: r.Dir,
 		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
 		Push: &req,
+		// The helper pushes the archive only if it is still the one the
+		// freeze wrote.
+		Sidecar: api.Sidecar{SHA256: r.Archive.SHA256, Size: r.Archive.Size},
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Push.Sent, r.Push.Total = ev.Read, ev.Size

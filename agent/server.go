@@ -32,15 +32,29 @@ func NewServer(a *Agent) *http.Server {
 	mux.HandleFunc("GET "+api.RouteVersion, a.handleVersion)
 	mux.HandleFunc("GET "+api.RouteArchives, a.handleArchives)
 	mux.HandleFunc("POST "+api.RouteJobs+"{job}/freezes", a.handleJobFreeze)
+	// Every connection is bounded in time: a request must arrive whole
+	// within request_timeout, a kept-alive connection nobody uses closes
+	// after idle_connection_timeout, and an answer must be taken within
+	// writeTimeout (the slowest handler, an archive listing, takes at
+	// most a minute). Serve bounds how many each caller holds open.
 	return &http.Server{
 		Handler:           a.track(mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, a.cfg.RequestTimeout.Duration),
+		ReadTimeout:       a.cfg.RequestTimeout.Duration,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       a.cfg.IdleConnectionTimeout.Duration,
 		ConnContext:       a.connContext,
 	}
 }
 
+// writeTimeout bounds a request's handling and answer: longer than the
+// slowest handler (a freeze's start reaches the owner's Podman within
+// podman_timeout twice; a listing takes at most listTimeout).
+const writeTimeout = 5 * time.Minute
+
 // connContext records who is at the other end of a unix connection.
 func (a *Agent) connContext(ctx context.Context, c net.Conn) context.Context {
+	c = underlying(c)
 	if _, ok := c.(*net.TCPConn); ok {
 		return context.WithValue(ctx, tcpKey{}, true)
 	}

@@ -389,8 +389,7 @@ func TestDeadPodman(t *testing.T) {
 		a := newAgent(t).start()
 		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
 		task := a.freezeUntil(t, alice, ctr, api.PhaseCommitting)
-		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
-		assert.NilError(t, err, "no transient podman service to kill: %s", out)
+		assert.Assert(t, killServices(filepath.Join(a.dir, "run"), syscall.SIGKILL) > 0, "no transient podman service to kill")
 
 		done := a.waitTask(t, task.ID)
 		assert.Equal(t, done.State, api.StateFailed)

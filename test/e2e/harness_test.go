@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,7 +221,7 @@ func newAgent(t *testing.T, opts ...agentOpt) *agentProc {
 		a.stop()
 		// Transient Podman services this agent started exit when idle;
 		// do not leave them for the next test.
-		exec.Command("pkill", "-f", filepath.Join(dir, "run")).Run()
+		killServices(filepath.Join(dir, "run"), syscall.SIGTERM)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", a.log)
 		}
@@ -352,6 +353,25 @@ func listDir(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// killServices sends sig to the Podman services an agent started below
+// runDir (and their children), found by the variable the agent gives
+// them, and returns how many processes it signalled.
+func killServices(runDir string, sig syscall.Signal) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("\x00BAICOMMIT_PODMAN_SOCKET="+runDir+"/")) && !bytes.HasPrefix(b, []byte("BAICOMMIT_PODMAN_SOCKET="+runDir+"/")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err == nil && syscall.Kill(pid, sig) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // rootCmd runs a command as root and returns its combined output.
