@@ -80,6 +80,11 @@ type Config struct {
 	ManagerUser string `toml:"manager_user"`
 	// MungeSocket is munged's socket; empty means its default.
 	MungeSocket string `toml:"munge_socket"`
+	// TLSCert and TLSKey make the TCP listener speak TLS (the manager then
+	// reaches the agent at https://): required for pushes whose request
+	// carries a password.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
 
 // Duration is a time.Duration written as "60s" in TOML.
@@ -143,6 +148,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max_running_per_user must be between 1 and max_parallel (0: half of max_parallel)")
 	case c.MaxRunningPerUser == 0:
 		c.MaxRunningPerUser = max(1, c.MaxParallel/2)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls_cert and tls_key must be set together")
 	}
 	if c.MaxQueuedPerUser < 1 {
 		return fmt.Errorf("max_queued_per_user must be at least 1")

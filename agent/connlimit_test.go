@@ -1,16 +1,22 @@
 package agent
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // serveEcho accepts on ln and writes "ok" on every connection it gets.
@@ -85,3 +91,17 @@ func TestLimitListener(t *testing.T) {
 }
 
 func isRoot() bool { return os.Geteuid() == 0 }
+
+// A push password that reached the TCP listener in clear is refused: it
+// must travel over TLS.
+func TestCredsOnlyOverTLS(t *testing.T) {
+	ta := newTestAgent(t, testConfig(t), newFakePodmans(), &fakeHelpers{})
+	body := `{"container": "c", "push": {"ref": "r.example/a:b", "creds": "u:p"}}`
+	req := httptest.NewRequest(http.MethodPost, api.RouteFreezes, strings.NewReader(body))
+	req = req.WithContext(context.WithValue(req.Context(), tcpKey{}, true))
+	w := httptest.NewRecorder()
+	ta.handleFreeze(w, req)
+	assert.Check(t, is.Equal(w.Code, http.StatusBadRequest))
+	assert.Check(t, is.Contains(w.Body.String(), "credentials travel only over TLS"))
+	assert.Check(t, !strings.Contains(w.Body.String(), "u:p"))
+}

@@ -99,6 +99,12 @@ func (a *Agent) handleFreeze(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if req.Push != nil && req.Push.Creds != "" && r.Context().Value(tcpKey{}) != nil && r.TLS == nil {
+		// The password already crossed the network in clear; refusing
+		// keeps it from being used, and says what to set up.
+		writeError(w, userErr(KindInvalid, "--creds reached node %s's agent over plain TCP: credentials travel only over TLS (tls_cert and tls_key in agent.toml, https:// agent URLs in manager.toml); push without --creds, with the registry login of your account on the node, or push the archive with `baicommit push`", a.cfg.NodeName))
+		return
+	}
 	t, err := a.Freeze(r.Context(), caller(r), req)
 	if err != nil {
 		a.log.Info("freeze refused", "caller", caller(r).UID, "container", req.Container, "status", Status(err), "err", err)

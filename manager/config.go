@@ -32,6 +32,9 @@ type Config struct {
 	// Nodes lists the nodes that have agents. Empty means the keys of
 	// Agents when that map is set, or else every node Slurm knows.
 	Nodes []string `toml:"nodes"`
+	// AgentCAFile holds the certificates that sign agents' TLS
+	// certificates (https:// agent URLs); empty: the system's.
+	AgentCAFile string `toml:"agent_ca_file"`
 	// AgentTimeout bounds each request to an agent.
 	AgentTimeout config.Duration `toml:"agent_timeout"`
 	// SavePath is the site-wide save path template passed to agents;

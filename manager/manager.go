@@ -3,10 +3,13 @@ package manager
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +71,17 @@ func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// Many users' requests go to few agents: keep connections to each.
 	tr.MaxIdleConnsPerHost = 32
+	if cfg.AgentCAFile != "" {
+		pem, err := os.ReadFile(cfg.AgentCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agent_ca_file %s holds no PEM certificate", cfg.AgentCAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	static := cfg.Nodes
 	if len(static) == 0 && len(cfg.Agents) > 0 {
 		for n := range cfg.Agents {

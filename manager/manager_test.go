@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,4 +269,18 @@ func TestSlurmNodeListIsCached(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(u, "http://cn03:7471"))
 	assert.Check(t, is.Equal(s.asked, 2))
+}
+
+// A push password goes to an agent only over TLS.
+func TestCredsOnlyOverTLS(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Agents = map[string]string{"plain": "http://plain:7471", "tls": "https://tls:7471"}
+	m := newTestManager(cfg, &fakeSlurm{})
+	push := &api.PushRequest{Ref: "r.example/a:b", Creds: "u:secret"}
+	err := m.checkCredsInClear(context.Background(), "plain", push)
+	assert.Check(t, is.ErrorContains(err, "would travel to the agent of node plain in clear"))
+	assert.Check(t, !strings.Contains(err.Error(), "secret"))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "tls", push))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "plain", &api.PushRequest{Ref: "r.example/a:b"}))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "plain", nil))
 }

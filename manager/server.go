@@ -98,6 +98,10 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.refused(w, err)
 		return
 	}
+	if err := m.checkCredsInClear(r.Context(), node, req.Push); err != nil {
+		m.refused(w, err)
+		return
+	}
 	req.Node, req.SavePath = node, m.cfg.SavePath
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -119,6 +123,22 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 	}
 	m.log.Info("freeze relayed", "user", id.Name(), "node", node, "container", req.Container, "job", req.Job, "status", rep.status)
 	relay(w, rep)
+}
+
+// checkCredsInClear refuses to relay a push's password to an agent
+// reached over plain HTTP, where anyone on the path could read it.
+func (m *Manager) checkCredsInClear(ctx context.Context, node string, p *api.PushRequest) error {
+	if p == nil || p.Creds == "" {
+		return nil
+	}
+	base, err := m.agentURL(ctx, node)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(base, "https://") {
+		return nil
+	}
+	return userErr(KindInvalid, "--creds would travel to the agent of node %s in clear (%s): this site's agent URLs must be https:// for that. Push without --creds (with the registry login of your account on the node), or push the archive with `baicommit push`", node, base)
 }
 
 func (m *Manager) refused(w http.ResponseWriter, err error) {

@@ -40,6 +40,8 @@ const (
 var bins struct{ dir, agent, cli, manager string }
 
 func TestMain(m *testing.M) {
+	// Started again as a test user to attack (attacker_test.go).
+	runAttacker()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "!!! e2e: these tests need root (they start the agent and act as test users); run scripts/test.sh as root")
 		os.Exit(1)
@@ -56,6 +58,9 @@ func TestMain(m *testing.M) {
 	}
 	if err == nil {
 		err = installBinaries(dir)
+	}
+	if err == nil {
+		err = installAttacker(dir)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "!!! e2e:", err)
@@ -372,6 +377,12 @@ func killServices(runDir string, sig syscall.Signal) int {
 		}
 	}
 	return n
+}
+
+// ownedBy reports whether fi belongs to uid.
+func ownedBy(fi os.FileInfo, uid uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == uid
 }
 
 // rootCmd runs a command as root and returns its combined output.
