@@ -291,7 +291,13 @@ func TestAgentKilledMidExport(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, got.State, api.StateFailed)
 	assert.Check(t, is.Contains(got.Error, "agent restarted"))
-	assert.Check(t, is.Len(listDir(t, dir), 0), "the temporary file must be removed after the restart")
+	// In the background: the agent serves before its clean-ups are done.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if left := listDir(t, dir); len(left) > 0 {
+			return poll.Continue("the temporary file must be removed after the restart: %v", left)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(30*time.Second))
 	// So is the intermediate image the dead agent had committed.
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
 		if left := podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID); left != "" {
