@@ -202,6 +202,26 @@ func TestExampleConfigLoads(t *testing.T) {
 	assert.Check(t, is.Equal(cfg.ArchiveMode, "0600"))
 }
 
+// The example's limits and timeouts are the defaults it says they are.
+func TestExampleConfigLimitsAreDefaults(t *testing.T) {
+	cfg, err := LoadConfig(exampleConfig(t))
+	assert.NilError(t, err)
+	def := DefaultConfig()
+	assert.NilError(t, def.Validate())
+	assert.Check(t, is.Equal(cfg.MaxRunningPerUser, 1))
+	assert.Check(t, is.Equal(cfg.MaxRunningPerUser, def.MaxRunningPerUser))
+	assert.Check(t, is.Equal(cfg.MaxQueuedPerUser, def.MaxQueuedPerUser))
+	assert.Check(t, is.Equal(cfg.TaskTimeout, def.TaskTimeout))
+	assert.Check(t, is.Equal(cfg.PodmanTimeout, def.PodmanTimeout))
+	assert.Check(t, is.Equal(cfg.TaskRetention, def.TaskRetention))
+	assert.Check(t, is.Equal(cfg.MaxTasksPerUser, def.MaxTasksPerUser))
+	assert.Check(t, is.Equal(cfg.RequestTimeout, def.RequestTimeout))
+	assert.Check(t, is.Equal(cfg.IdleConnectionTimeout, def.IdleConnectionTimeout))
+	assert.Check(t, is.Equal(cfg.MaxConnectionsPerUser, def.MaxConnectionsPerUser))
+	assert.Check(t, is.DeepEqual(cfg.UserCgroups, def.UserCgroups))
+	assert.Check(t, is.Equal(cfg.HelperThreads, def.HelperThreads))
+}
+
 // The example says its values are the defaults; its scrub_env drops
 // MUNGE_* from the built-in list, so installing it scrubs less.
 func TestExampleConfigScrubsDefaults(t *testing.T) {

@@ -260,6 +260,21 @@ func TestWebTrustedProxy(t *testing.T) {
 		fmt.Sprintf(`{"container": %q, "node": %q, "push": {"ref": "evil.example/alice/box:v1"}}`, ctr, slurmNode(t))))
 	assert.Check(t, is.Equal(code, http.StatusForbidden), out)
 	assert.Check(t, is.Contains(out, "pushes to no registry"))
+
+	// Another page of alice's, through the proxy: a session and a request
+	// token of its own; the first page's token is no good with it.
+	pc2 := &http.Client{Jar: newJar(t)}
+	code, out, _ = send(t, pc2, webReq(t, http.MethodGet, proxyURL+"/web/api/me", "", ""))
+	assert.Equal(t, code, http.StatusOK, out)
+	var me2 struct {
+		CSRF string `json:"csrf_token"`
+	}
+	assert.NilError(t, json.Unmarshal([]byte(out), &me2))
+	assert.Check(t, me2.CSRF != me.CSRF, "every page of the proxy's user has the same request token")
+	code, out, _ = send(t, pc2, webReq(t, http.MethodPost, proxyURL+"/web/api/freezes", me.CSRF,
+		fmt.Sprintf(`{"container": %q, "node": %q}`, ctr, slurmNode(t))))
+	assert.Check(t, is.Equal(code, http.StatusForbidden), out)
+	assert.Check(t, is.Contains(out, "request token"))
 }
 
 // newJar is a cookie jar, as a browser keeps.
