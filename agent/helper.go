@@ -40,8 +40,21 @@ type ownerHelper struct {
 }
 
 // Run starts `bin as-owner OP` as u, hands it spec on standard input and
-// passes each event it reports to onEvent.
+// passes each event it reports to onEvent. An operation in u's user
+// namespace that writes below a save directory has that directory made
+// and checked first, by a helper with u's host credentials
+// (messages.OpPrepareDir).
 func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error {
+	if messages.InNamespace(spec.Op) && spec.Root != "" && spec.Dir != "" {
+		prep := messages.Spec{Op: messages.OpPrepareDir, Root: spec.Root, Dir: spec.Dir, Mode: spec.Mode}
+		if err := h.run(ctx, u, prep, func(messages.Event) {}); err != nil {
+			return err
+		}
+	}
+	return h.run(ctx, u, spec, onEvent)
+}
+
+func (h ownerHelper) run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error {
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return err

@@ -83,6 +83,8 @@ func Run(ctx context.Context, spec messages.Spec, emit func(messages.Event)) err
 		return push(ctx, spec, emit)
 	case messages.OpList:
 		return list(ctx, spec, emit)
+	case messages.OpPrepareDir:
+		return prepareDir(spec)
 	}
 	return fmt.Errorf("unknown operation %q", spec.Op)
 }

@@ -35,10 +35,16 @@ const (
 	OpPush = "push"
 	// OpList lists the owner's archives below Dir through their sidecars.
 	OpList = "list"
+	// OpPrepareDir makes Dir below Root (directories of mode Mode's
+	// safefile.DirModeFor), checking every directory on the way as the
+	// owner sees it on the host: it runs before each operation in the
+	// owner's user namespace, where root's directories cannot be told
+	// from another user's.
+	OpPrepareDir = "prepare-dir"
 )
 
 // Ops are all operations, for the helper's usage.
-var Ops = []string{OpArchiveImage, OpRemove, OpPush, OpList}
+var Ops = []string{OpArchiveImage, OpRemove, OpPush, OpList, OpPrepareDir}
 
 // InNamespace reports whether op runs inside the owner's rootless user
 // namespace (to read their image store) rather than with their

@@ -90,7 +90,7 @@ func (c *Connector) Connect(ctx context.Context, u *identity.User) (*Service, er
 // MaxAnswer bounds what the agent reads of one answer of a user's Podman:
 // the user runs it (or whatever answers in its place), and a list of
 // containers or an inspect is far smaller.
-const MaxAnswer = 32 << 20
+const MaxAnswer = 16 << 20
 
 // connect connects to the Podman service at sock, served by uid server.
 func (c *Connector) connect(ctx context.Context, u *identity.User, sock string, server int) (*Service, error) {

@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -66,8 +68,13 @@ func OpenDir(root, dir string, create bool) (*os.File, error) {
 //     group or others unless it has the sticky bit; the directory the
 //     files go into must be one of those. A directory of another user is
 //     passed through only when nobody but that user can write to it, which
-//     leaves nothing to be planted in it (inside the owner's user
-//     namespace root's directories look like anyone else's).
+//     leaves nothing to be planted in it.
+//
+// Inside the owner's rootless user namespace, root's directories show as
+// owned by the overflow uid, like those of every user not mapped there:
+// such a directory is taken for root's on the way (never as the one the
+// files go into). The agent makes sure it is, by running MakeDir with the
+// owner's host credentials first (agent/asowner's prepare-dir).
 func MakeDir(root, dir string, perm os.FileMode) (*os.File, error) {
 	return openDir(root, dir, true, perm)
 }
@@ -111,12 +118,31 @@ func checkDir(fd int, path string, isRoot, isLeaf bool) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", path, err)
 	}
-	return judge(path, st.Uid, st.Mode, uint32(os.Geteuid()), isRoot, isLeaf)
+	return judge(path, st.Uid, st.Mode, uint32(os.Geteuid()), unmappedUID(), isRoot, isLeaf)
 }
 
+// unmappedUID is the uid that files of users not mapped into this
+// process's user namespace show as, or -1 outside a user namespace.
+var unmappedUID = sync.OnceValue(func() int64 {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil || strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295" {
+		return -1
+	}
+	o, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil {
+		return 65534
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(o)), 10, 64)
+	if err != nil {
+		return 65534
+	}
+	return n
+})
+
 // judge decides whether a directory at path, owned by uid with mode, may
-// be written below by the process running as me.
-func judge(path string, uid, mode, me uint32, isRoot, isLeaf bool) error {
+// be written below by the process running as me; unmapped is the uid of
+// files whose owner the user namespace does not map (-1: none).
+func judge(path string, uid, mode, me uint32, unmapped int64, isRoot, isLeaf bool) error {
 	sticky := mode&unix.S_ISVTX != 0
 	if isRoot {
 		if mode&0o002 != 0 && !sticky {
@@ -125,7 +151,8 @@ func judge(path string, uid, mode, me uint32, isRoot, isLeaf bool) error {
 		return nil
 	}
 	othersWrite := mode&0o022 != 0
-	if uid == me || uid == 0 {
+	rootOrUnmapped := uid == 0 || !isLeaf && int64(uid) == unmapped
+	if uid == me || rootOrUnmapped {
 		if othersWrite && !sticky {
 			return fmt.Errorf("%w: %s can be written by its group or by others and has no sticky bit, so they could replace what is in it: run chmod go-w %s (or chmod +t for a shared directory)", ErrUntrusted, path, path)
 		}

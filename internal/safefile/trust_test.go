@@ -19,7 +19,9 @@ func TestJudge(t *testing.T) {
 		name       string
 		uid, mode  uint32
 		root, leaf bool
-		want       string // "" accepted, else part of the error
+		// ns: inside a user namespace, where 65534 is root or unmapped.
+		ns   bool
+		want string // "" accepted, else part of the error
 	}{
 		{name: "save root 1777", uid: 0, mode: 0o1777, root: true},
 		{name: "save root 2770 of a project group", uid: 0, mode: 0o2770, root: true},
@@ -37,9 +39,17 @@ func TestJudge(t *testing.T) {
 		{name: "bob made my directory, 0700", uid: bob, mode: 0o700, leaf: true, want: "belongs to uid 1001"},
 		{name: "bob's directory 1777 on the way", uid: bob, mode: 0o1777, want: "belongs to uid 1001"},
 		{name: "bob's directory 0755 on the way", uid: bob, mode: 0o755},
+		{name: "root's 1777 seen from the user namespace", uid: 65534, mode: 0o1777, ns: true},
+		{name: "root's 0777 seen from the user namespace", uid: 65534, mode: 0o777, ns: true, want: "no sticky bit"},
+		{name: "unmapped owner for the files, in the namespace", uid: 65534, mode: 0o1777, ns: true, leaf: true, want: "belongs to uid 65534"},
+		{name: "nobody's 1777 outside a namespace", uid: 65534, mode: 0o1777, want: "belongs to uid 65534"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := judge("/save/d", tc.uid, tc.mode|unix.S_IFDIR, me, tc.root, tc.leaf)
+			unmapped := int64(-1)
+			if tc.ns {
+				unmapped = 65534
+			}
+			err := judge("/save/d", tc.uid, tc.mode|unix.S_IFDIR, me, unmapped, tc.root, tc.leaf)
 			if tc.want == "" {
 				assert.Check(t, err)
 				return

@@ -38,6 +38,8 @@ type fakeSpec struct {
 	Containers []fakeContainer `json:"containers"`
 	// Commit is "hang" (never answer) or "fail:MESSAGE".
 	Commit string `json:"commit"`
+	// EndlessList makes the list of containers an answer that never ends.
+	EndlessList bool `json:"endless_list"`
 }
 
 type fakeContainer struct {
@@ -102,6 +104,15 @@ func serveFakePodman(sock, specJSON string) error {
 		switch {
 		case strings.HasSuffix(p, "/_ping"):
 			_, _ = io.WriteString(w, "OK")
+		case strings.HasSuffix(p, "/containers/json") && spec.EndlessList:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, "[")
+			entry := `{"Id":"` + strings.Repeat("f", 64) + `","Names":["` + strings.Repeat("n", 200) + `"],"Image":"x","State":"running","Labels":{"k":"` + strings.Repeat("v", 700) + `"}},`
+			for r.Context().Err() == nil {
+				if _, err := io.WriteString(w, entry); err != nil {
+					return
+				}
+			}
 		case strings.HasSuffix(p, "/containers/json"):
 			var out []map[string]any
 			for _, c := range spec.Containers {

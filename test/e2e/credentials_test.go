@@ -246,19 +246,25 @@ func TestTransientServiceOutOfReach(t *testing.T) {
 	ctr := session(t, bob, "busybox dd if=/dev/urandom of=/data bs=1M count=60 2>/dev/null")
 	task, err := a.client(t).Freeze(context.Background(), api.FreezeRequest{Container: ctr, User: bob})
 	assert.NilError(t, err)
+	// The helper is moved before it reads its spec, so a first look right
+	// after it started may still see the agent's cgroup.
+	want := fmt.Sprintf("memory:/slurm/uid_%d", uid)
 	var helperCgroups string
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
 		for _, pid := range helperPIDs(t, bob, "archive-image") {
 			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
 				helperCgroups = string(b)
-				return poll.Success()
+				if strings.Contains(helperCgroups, want) {
+					return poll.Success()
+				}
 			}
 		}
-		return poll.Continue("no helper of bob's yet")
-	}, poll.WithTimeout(2*time.Minute), poll.WithDelay(5*time.Millisecond))
+		if cur, err := a.client(t).Task(context.Background(), task.ID); err == nil && cur.Done() {
+			return poll.Error(fmt.Errorf("the freeze ended with its helper never seen in bob's cgroup (last seen in %q)", helperCgroups))
+		}
+		return poll.Continue("no helper of bob's in his cgroup yet")
+	}, poll.WithTimeout(2*time.Minute), poll.WithDelay(2*time.Millisecond))
 	assert.Check(t, is.Equal(a.waitTask(t, task.ID).State, api.StateSucceeded))
-	want := fmt.Sprintf("memory:/slurm/uid_%d", uid)
-	assert.Check(t, is.Contains(helperCgroups, want), "the helper ran outside bob's cgroup")
 
 	sock := findTransientSocket(t, a, bob)
 	var pids []int

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,4 +110,34 @@ func TestForeignSaveDirectory(t *testing.T) {
 	r = runAs(t, alice, bins.cli, "restore", "--name", name, task.Archive.Path)
 	assert.Equal(t, r.code, 0, "%s", r)
 	assert.Check(t, is.Equal(imageIDOf(t, alice, name), res.ID), "--name did not name the restored image")
+}
+
+// Higher up: the save path has a shared directory below the save root
+// (site/{user}) that bob made first, sticky and open to all. Seen from
+// alice's user namespace it looks like root's; the agent checks it with
+// her host view before the helper writes, and refuses it.
+func TestForeignSharedDirectory(t *testing.T) {
+	a := newAgent(t)
+	shared := filepath.Join(a.save, "site")
+	withSaveRewrite(t, a, a.save)
+	b, err := os.ReadFile(a.cfgPath)
+	assert.NilError(t, err)
+	cfg := strings.Replace(string(b), strconv.Quote(a.save+"/{user}"), strconv.Quote(shared+"/{user}"), 1)
+	assert.NilError(t, os.WriteFile(a.cfgPath, []byte(cfg), 0o644))
+	a.start()
+	r := runAs(t, bob, "sh", "-c", `mkdir "$0" && chmod 1777 "$0"`, shared)
+	assert.Equal(t, r.code, 0, "%s", r)
+	ctr := session(t, alice, "echo a > /root/a.txt")
+	task, r := commitJSON(t, a, alice, ctr)
+	assert.Equal(t, task.State, api.StateFailed, "alice's freeze went below bob's directory: %s", r)
+	assert.Check(t, is.Contains(task.Error, shared+" belongs to uid "+strconv.Itoa(int(uidOf(t, bob)))), task.Error)
+	assert.Check(t, is.Len(listDir(t, shared), 0))
+
+	// Made by root, as an admin would, it is fine.
+	assert.NilError(t, os.RemoveAll(shared))
+	assert.NilError(t, os.Mkdir(shared, 0o755))
+	assert.NilError(t, os.Chmod(shared, os.ModeSticky|0o777))
+	task, r = commitJSON(t, a, alice, ctr)
+	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
+	assert.Check(t, is.Equal(filepath.Dir(task.Archive.Path), filepath.Join(shared, alice)))
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -262,4 +263,23 @@ func stopHelpersFast(ctx context.Context, t *testing.T, who string) <-chan int {
 		out <- len(stopped)
 	}()
 	return out
+}
+
+// Carol's Podman answers the list of her containers with JSON that never
+// ends: the agent reads a bounded answer, says so, and keeps its memory.
+func TestPodmanAnswerWithoutEnd(t *testing.T) {
+	withRuntimeDir(t)
+	a := newAgent(t).start()
+	fakePodmanOf(t, carol, fakeSpec{EndlessList: true})
+	r := runAs(t, "root", bins.cli, "--agent", "unix://"+a.sock, "sessions", "--user", carol)
+	assert.Equal(t, r.code, 1, "%s", r)
+	assert.Check(t, is.Contains(r.stderr, "answer is larger than"), "%s", r)
+	peak := peakRSS(t, a.cmd.Process.Pid)
+	t.Logf("agent peak RSS after an endless answer: %s", peak)
+	kb, err := strconv.Atoi(strings.Fields(peak)[0])
+	assert.NilError(t, err)
+	assert.Check(t, kb < 512<<10, "the agent's memory grew to %s reading one answer", peak)
+	// And it serves the next request.
+	r = a.cli(t, alice, "version")
+	assert.Equal(t, r.code, 0, "%s", r)
 }
