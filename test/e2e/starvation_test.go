@@ -38,7 +38,8 @@ func fakeID(n int) string { return fmt.Sprintf("%064x", 0xbad0000+n) }
 
 // Carol serves a Podman API of her own at her socket that never answers a
 // commit, and asks for two freezes: she holds one slot (max_running_per_
-// user) until task_timeout, not both forever; alice's freeze runs.
+// user) until task_timeout, not both forever; the freeze the epilog asks
+// for when alice's Slurm job ends runs meanwhile.
 func TestPodmanThatNeverAnswers(t *testing.T) {
 	withRuntimeDir(t)
 	a := newAgent(t, withKey("task_timeout", `"20s"`)).start()
@@ -52,11 +53,12 @@ func TestPodmanThatNeverAnswers(t *testing.T) {
 		assert.NilError(t, err)
 		carols = append(carols, task.ID)
 	}
-	ctr := session(t, alice, "echo mine > /root/mine.txt")
-	task, err := c.Freeze(ctx, api.FreezeRequest{Container: ctr, User: alice})
+	session(t, alice, "echo mine > /root/mine.txt", "--label", api.LabelJob+"=4711", "--label", api.LabelFreeze+"="+api.FreezeOnExit)
+	job, err := c.FreezeJob(ctx, "4711", api.JobFreezeRequest{User: alice, Exit: "0:0"})
 	assert.NilError(t, err)
-	done, err := a.waitWithin(t, task.ID, 60*time.Second)
-	assert.NilError(t, err, "alice's freeze waited behind carol's Podman that never answers")
+	assert.Assert(t, is.Len(job.Tasks, 1), "%+v", job)
+	done, err := a.waitWithin(t, job.Tasks[0].ID, 60*time.Second)
+	assert.NilError(t, err, "alice's epilog freeze waited behind carol's Podman that never answers")
 	assert.Check(t, is.Equal(done.State, api.StateSucceeded), done.Error)
 
 	for _, id := range carols {
