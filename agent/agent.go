@@ -342,5 +342,5 @@ func (a *Agent) connect(ctx context.Context, u *identity.User) (Podman, error) {
 		return nil, &Error{Kind: KindUnavailable, Err: err,
 			Msg: fmt.Sprintf("cannot reach the Podman of %s on node %s: %v", u.Name, a.cfg.NodeName, err)}
 	}
-	return timedPodman{p: conn, d: d}, nil
+	return timedPodman{Podman: conn, p: conn, d: d}, nil
 }

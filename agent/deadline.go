@@ -12,8 +12,10 @@ import (
 // timedPodman gives every call to a user's Podman a deadline: the user
 // runs that service (or a socket of their own in its place) and could make
 // it answer nothing, ever. The commit is bounded by its task's deadline
-// instead, which fits a large freeze.
+// instead, which fits a large freeze. The embedded Podman answers what is
+// not listed here (bounded by its caller's context alone).
 type timedPodman struct {
+	Podman
 	p Podman
 	d time.Duration
 }
