@@ -251,7 +251,7 @@ func TestTransientServiceOutOfReach(t *testing.T) {
 	want := fmt.Sprintf("memory:/slurm/uid_%d", uid)
 	var helperCgroups string
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
-		for _, pid := range helperPIDs(t, bob, "archive-image") {
+		for _, pid := range helperPIDs(t, bob, "") {
 			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
 				helperCgroups = string(b)
 				if strings.Contains(helperCgroups, want) {
