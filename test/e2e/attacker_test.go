@@ -36,7 +36,8 @@ const (
 // fakeSpec is what a fake Podman serves.
 type fakeSpec struct {
 	Containers []fakeContainer `json:"containers"`
-	// Commit is "hang" (never answer) or "fail:MESSAGE".
+	// Commit is "hang" (never answer) or "fail:MESSAGE", and so is every
+	// step of a freeze that does not commit (info, pause).
 	Commit string `json:"commit"`
 	// EndlessList makes the list of containers an answer that never ends.
 	EndlessList bool `json:"endless_list"`
@@ -129,13 +130,15 @@ func serveFakePodman(sock, specJSON string) error {
 			}
 			reply(w, 200, map[string]any{"Id": c.ID, "Name": c.Name, "ImageName": c.Image,
 				"State": map[string]any{"Status": "running", "Running": true}, "Config": map[string]any{"Labels": c.Labels}})
-		case strings.HasSuffix(p, "/commit"):
+		case strings.HasSuffix(p, "/commit") || strings.HasSuffix(p, "/info") || strings.HasSuffix(p, "/pause"):
 			if msg, ok := strings.CutPrefix(spec.Commit, "fail:"); ok {
 				reply(w, 500, map[string]any{"cause": msg, "message": msg, "response": 500})
 				return
 			}
-			<-r.Context().Done() // never answers
-		case strings.HasSuffix(p, "/info"):
+			if spec.Commit == "hang" {
+				<-r.Context().Done() // never answers
+				return
+			}
 			reply(w, 200, map[string]any{"store": map[string]any{"graphRoot": "/nonexistent", "runRoot": "/nonexistent", "graphDriverName": "vfs"}})
 		default:
 			reply(w, 404, map[string]any{"cause": "not faked", "message": "not faked: " + p, "response": 404})
