@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/baicommit/baicommit/agent/podman"
+	"github.com/baicommit/baicommit/agent/runas"
 	"github.com/baicommit/baicommit/agent/taskstore"
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/identity"
@@ -40,12 +41,20 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// slots holds one token per freeze allowed to run at once.
-	slots chan struct{}
+	// sched shares the freeze slots between users (schedule.go).
+	sched *scheduler
 
 	mu   sync.Mutex
 	live map[string]*taskstore.Record // running tasks by id, with progress
-	busy map[string]string            // container id → running task id
+	busy map[busyKey]string           // owner and container → running task id
+}
+
+// busyKey names a container by its owner and its id: the id comes from
+// the owner's Podman, which the owner controls, so alone it could name
+// anyone's container.
+type busyKey struct {
+	uid int
+	id  string
 }
 
 // Deps are what the agent reaches outside itself. The zero value of each
@@ -76,6 +85,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 			RunDir:      cfg.RunDir,
 			ServiceIdle: cfg.TransientServiceIdle.Duration,
 			Podman:      cfg.Podman,
+			Cgroups:     runas.Cgroups{Templates: cfg.UserCgroups},
 			Log:         log,
 		}}
 	}
@@ -86,7 +96,8 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		if deps.Binary == "" {
 			return nil, errors.New("agent: no helper binary")
 		}
-		deps.Helpers = ownerHelper{bin: deps.Binary, log: log}
+		deps.Helpers = ownerHelper{bin: deps.Binary, log: log,
+			cgroups: runas.Cgroups{Templates: cfg.UserCgroups}, threads: cfg.HelperThreads}
 	}
 	manager, err := newManagerAuth(cfg, deps.Accounts)
 	if err != nil {
@@ -109,16 +120,26 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		Activity: NewActivity(),
 		ctx:      ctx,
 		cancel:   cancel,
-		slots:    make(chan struct{}, cfg.MaxParallel),
+		sched:    newScheduler(cfg.MaxParallel, cfg.MaxRunningPerUser, cfg.MaxQueuedPerUser),
 		live:     map[string]*taskstore.Record{},
-		busy:     map[string]string{},
+		busy:     map[busyKey]string{},
 	}
 	if err := a.recover(); err != nil {
 		store.Close()
 		cancel()
 		return nil, err
 	}
+	if n, err := store.PruneAll(a.retention(), time.Now()); err != nil {
+		log.Warn("could not prune the task store", "err", err)
+	} else if n > 0 {
+		log.Info("pruned finished tasks", "tasks", n)
+	}
 	return a, nil
+}
+
+// retention is which finished tasks the store keeps.
+func (a *Agent) retention() taskstore.Retention {
+	return taskstore.Retention{MaxAge: a.cfg.TaskRetention.Duration, PerUser: a.cfg.MaxTasksPerUser}
 }
 
 // Close stops running tasks (they fail with "agent stopped" and leave
@@ -130,21 +151,24 @@ func (a *Agent) Close() error {
 }
 
 // recover marks tasks that were running when the previous agent died as
-// failed and removes their temporary files, as their owners.
+// failed, then removes their temporary files and images, as their owners,
+// in the background: a user whose helper or Podman hangs must not keep
+// the agent from serving.
 func (a *Agent) recover() error {
 	stale, err := a.store.List(func(r *taskstore.Record) bool { return !r.Done() })
 	if err != nil {
 		return fmt.Errorf("read task store: %w", err)
 	}
+	cleanups := make(chan struct{}, recoveryParallel)
 	for _, r := range stale {
 		if r.Temp != "" {
-			if u, err := a.accounts.Lookup(strconv.Itoa(r.OwnerUID)); err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				if err := a.removeTemp(ctx, u, r); err != nil {
-					a.log.Warn("could not remove a temporary archive", "task", r.ID, "dir", r.Dir, "err", err)
-				}
-				cancel()
-			}
+			a.wg.Add(1)
+			go func(r taskstore.Record) {
+				defer a.wg.Done()
+				cleanups <- struct{}{}
+				defer func() { <-cleanups }()
+				a.removeStaleTemp(&r)
+			}(*r)
 		}
 		if r.ImageID != "" && !a.cfg.KeepImage && r.Method != api.MethodDirect {
 			a.wg.Add(1)
@@ -166,6 +190,24 @@ func (a *Agent) recover() error {
 		a.log.Warn("failed a task interrupted by an agent restart", "task", r.ID, "container", r.Container, "owner", r.Owner)
 	}
 	return nil
+}
+
+// recoveryParallel is how many temporary files of interrupted tasks are
+// removed at once after a restart.
+const recoveryParallel = 2
+
+// removeStaleTemp removes the temporary archive of a task an earlier agent
+// did not finish.
+func (a *Agent) removeStaleTemp(r *taskstore.Record) {
+	u, err := a.accounts.Lookup(strconv.Itoa(r.OwnerUID))
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	if err := a.removeTemp(ctx, u, r); err != nil {
+		a.log.Warn("could not remove a temporary archive", "task", r.ID, "dir", r.Dir, "err", err)
+	}
 }
 
 var (
@@ -244,9 +286,16 @@ func clone(r *taskstore.Record) *taskstore.Record {
 	return &cp
 }
 
-// Tasks lists the tasks the caller may see, newest first.
+// Tasks lists the tasks the caller may see, newest first: an admin's view
+// reads the whole store, a user's only their own records.
 func (a *Agent) Tasks(c Caller) ([]api.Task, error) {
-	recs, err := a.store.List(func(r *taskstore.Record) bool { return a.maySee(c, &r.Task) })
+	list := a.store.List
+	if !c.Admin {
+		list = func(keep func(*taskstore.Record) bool) ([]*taskstore.Record, error) {
+			return a.store.ListUser(c.UID, keep)
+		}
+	}
+	recs, err := list(func(r *taskstore.Record) bool { return a.maySee(c, &r.Task) })
 	if err != nil {
 		return nil, err
 	}
@@ -296,11 +345,19 @@ func (a *Agent) owner(c Caller, name string) (*identity.User, error) {
 	return u, nil
 }
 
+// connect reaches u's Podman (within podman_timeout) and returns it with a
+// deadline on every call.
 func (a *Agent) connect(ctx context.Context, u *identity.User) (Podman, error) {
-	conn, err := a.podman.Connect(ctx, u)
+	d := a.cfg.PodmanTimeout.Duration
+	cctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	conn, err := a.podman.Connect(cctx, u)
 	if err != nil {
+		if errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: no answer within %s (podman_timeout): %v", errPodmanTimeout, d, err)
+		}
 		return nil, &Error{Kind: KindUnavailable, Err: err,
 			Msg: fmt.Sprintf("cannot reach the Podman of %s on node %s: %v", u.Name, a.cfg.NodeName, err)}
 	}
-	return conn, nil
+	return timedPodman{Podman: conn, p: conn, d: d}, nil
 }

@@ -51,7 +51,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Check(t, is.Equal(cfg.SavePath, "/var/lib/baicommit/archives/{user}"))
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/var/lib/baicommit/archives"}))
 	assert.Check(t, is.Equal(cfg.FileName, "{container}-{time}-{job}-{node}-{task}"))
-	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
+	assert.Check(t, is.Equal(cfg.ArchiveMode, "0600"))
 	assert.Check(t, is.Equal(cfg.CompressionLevel, 1))
 	assert.Check(t, !cfg.KeepImage)
 	assert.Check(t, is.DeepEqual(cfg.ScrubEnv, builtinScrubEnv))
@@ -200,7 +200,27 @@ func TestExampleConfigLoads(t *testing.T) {
 	cfg, err := LoadConfig(exampleConfig(t))
 	assert.NilError(t, err)
 	assert.Check(t, is.DeepEqual(cfg.SaveRoots, []string{"/shared/baicommit"}))
-	assert.Check(t, is.Equal(cfg.ArchiveMode, "0640"))
+	assert.Check(t, is.Equal(cfg.ArchiveMode, "0600"))
+}
+
+// The example's limits and timeouts are the defaults it says they are.
+func TestExampleConfigLimitsAreDefaults(t *testing.T) {
+	cfg, err := LoadConfig(exampleConfig(t))
+	assert.NilError(t, err)
+	def := DefaultConfig()
+	assert.NilError(t, def.Validate())
+	assert.Check(t, is.Equal(cfg.MaxRunningPerUser, 1))
+	assert.Check(t, is.Equal(cfg.MaxRunningPerUser, def.MaxRunningPerUser))
+	assert.Check(t, is.Equal(cfg.MaxQueuedPerUser, def.MaxQueuedPerUser))
+	assert.Check(t, is.Equal(cfg.TaskTimeout, def.TaskTimeout))
+	assert.Check(t, is.Equal(cfg.PodmanTimeout, def.PodmanTimeout))
+	assert.Check(t, is.Equal(cfg.TaskRetention, def.TaskRetention))
+	assert.Check(t, is.Equal(cfg.MaxTasksPerUser, def.MaxTasksPerUser))
+	assert.Check(t, is.Equal(cfg.RequestTimeout, def.RequestTimeout))
+	assert.Check(t, is.Equal(cfg.IdleConnectionTimeout, def.IdleConnectionTimeout))
+	assert.Check(t, is.Equal(cfg.MaxConnectionsPerUser, def.MaxConnectionsPerUser))
+	assert.Check(t, is.DeepEqual(cfg.UserCgroups, def.UserCgroups))
+	assert.Check(t, is.Equal(cfg.HelperThreads, def.HelperThreads))
 }
 
 // The storage examples the file shows commented out are valid as written.

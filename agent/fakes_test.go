@@ -59,6 +59,9 @@ type fakePodmans struct {
 	nextImage int
 	// down makes Connect fail.
 	down bool
+	// commitHook, when set, runs before each commit (and may block until
+	// ctx ends, as a Podman that never answers).
+	commitHook func(ctx context.Context, owner string) error
 }
 
 func newFakePodmans() *fakePodmans {
@@ -128,7 +131,15 @@ func (p *fakePodman) Store(context.Context) (podman.Store, error) {
 	return podman.Store{GraphRoot: "/home/" + p.owner + "/.local/share/containers/storage", RunRoot: "/tmp/run", Driver: "vfs"}, nil
 }
 
-func (p *fakePodman) Commit(_ context.Context, id string, o podman.CommitOptions) (string, error) {
+func (p *fakePodman) Commit(ctx context.Context, id string, o podman.CommitOptions) (string, error) {
+	p.f.mu.Lock()
+	hook := p.f.commitHook
+	p.f.mu.Unlock()
+	if hook != nil {
+		if err := hook(ctx, p.owner); err != nil {
+			return "", err
+		}
+	}
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
 	if _, err := p.find(id); err != nil {
@@ -226,13 +237,19 @@ type fakeHelpers struct {
 	// nothing kept).
 	prune func(spec messages.Spec, emit func(messages.Event)) error
 	usage *api.Usage
+	// runCtx is run for helpers that heed their context (a real one is
+	// killed when it ends).
+	runCtx func(ctx context.Context, u *identity.User, spec messages.Spec, emit func(messages.Event)) error
 }
 
 func (h *fakeHelpers) Run(ctx context.Context, u *identity.User, spec messages.Spec, emit func(messages.Event)) error {
 	h.mu.Lock()
 	h.runs = append(h.runs, spec)
-	run := h.run
+	run, runCtx := h.run, h.runCtx
 	h.mu.Unlock()
+	if runCtx != nil {
+		return runCtx(ctx, u, spec, emit)
+	}
 	switch spec.Op {
 	case messages.OpPrune:
 		// Retention after every freeze: nothing to remove here.

@@ -99,7 +99,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	}
 	var push *api.PushStatus
 	if req.Push != nil {
-		if push, err = checkPush(req.Push); err != nil {
+		if push, err = checkPush(req.Push, c, u); err != nil {
 			return nil, err
 		}
 	}
@@ -138,17 +138,24 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	o.apply(rec, ctr)
 
 	a.mu.Lock()
-	if running, ok := a.busy[ctr.ID]; ok {
+	key := busyKey{u.UID, ctr.ID}
+	if running, ok := a.busy[key]; ok {
 		a.mu.Unlock()
 		return nil, &Error{Kind: KindConflict, Task: running,
 			Msg: fmt.Sprintf("a freeze of %s is already running (task %s); wait for it with `baicommit status %s`", req.Container, running, running)}
 	}
+	sl, err := a.sched.admit(u.UID, o.trigger == api.TriggerEpilog)
+	if err != nil {
+		a.mu.Unlock()
+		return nil, err
+	}
 	// Persisted before anything else happens, so a crash leaves a record.
 	if err := a.store.Put(rec); err != nil {
 		a.mu.Unlock()
+		a.sched.release(sl)
 		return nil, fmt.Errorf("record task: %w", err)
 	}
-	a.busy[ctr.ID] = id
+	a.busy[key] = id
 	a.live[id] = rec
 	cp := clone(rec).Task
 	a.mu.Unlock()
@@ -159,7 +166,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	go func() {
 		defer a.wg.Done()
 		defer a.Activity.End()
-		a.run(rec, u, state, req.Push)
+		a.run(rec, u, state, req.Push, sl)
 	}()
 	return &cp, nil
 }
@@ -199,27 +206,28 @@ func (a *Agent) update(r *taskstore.Record, f func(*taskstore.Record)) {
 	}
 }
 
-// run carries a task to its end, once one of the node's freeze slots is
-// free (until then it stays queued).
-func (a *Agent) run(r *taskstore.Record, u *identity.User, state string, push *api.PushRequest) {
-	select {
-	case a.slots <- struct{}{}:
-	case <-a.ctx.Done():
-		a.finish(r, a.ctx.Err(), time.Now())
+// run carries a task to its end, once the scheduler gives it one of the
+// node's freeze slots (until then it stays queued), and within
+// task_timeout from then.
+func (a *Agent) run(r *taskstore.Record, u *identity.User, state string, push *api.PushRequest, sl *slot) {
+	defer a.sched.release(sl)
+	if err := a.sched.wait(a.ctx, sl); err != nil {
+		a.finish(r, err, time.Now())
 		return
 	}
-	defer func() { <-a.slots }()
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.TaskTimeout.Duration)
+	defer cancel()
 	start := time.Now()
 	a.update(r, func(r *taskstore.Record) {
 		r.State, r.Phase, r.Started = api.StateRunning, api.PhaseConnecting, start.UTC()
 	})
-	err := a.freeze(a.ctx, r, u, state)
+	err := a.freeze(ctx, r, u, state)
 	if err == nil && push != nil {
 		// push holds the request's credentials, which live only here and
 		// in the push helper's standard input.
-		a.push(a.ctx, r, u, *push)
+		a.push(ctx, r, u, *push)
 	}
-	a.finish(r, err, start)
+	a.finish(r, overrun(ctx, a.cfg.TaskTimeout.Duration, err), start)
 }
 
 // finish records how a task ended and lets its container be frozen again.
@@ -227,7 +235,7 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 	a.update(r, func(r *taskstore.Record) {
 		// Free the container in the same instant the task is seen ended
 		// (update holds a.mu): whoever sees it ended may freeze again.
-		delete(a.busy, r.ContainerID)
+		delete(a.busy, busyKey{r.OwnerUID, r.ContainerID})
 		r.Phase = ""
 		r.ImageID = "" // removed, or kept under the frozen name
 		r.Finished = time.Now().UTC()
@@ -247,6 +255,9 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 	a.mu.Lock()
 	delete(a.live, r.ID)
 	a.mu.Unlock()
+	if _, perr := a.store.Prune(r.OwnerUID, a.retention(), time.Now()); perr != nil {
+		a.log.Warn("could not prune the task store", "owner", r.Owner, "err", perr)
+	}
 	if err != nil {
 		a.log.Warn("freeze failed", "task", r.ID, "container", r.Container, "owner", r.Owner, "err", err)
 		return
@@ -258,7 +269,10 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 // explain turns a failure into words the user can act on.
 func (a *Agent) explain(err error, r *taskstore.Record) string {
 	var he *helperError
+	var te *taskTimeoutError
 	switch {
+	case errors.As(err, &te):
+		return te.Error()
 	case errors.As(err, &he) && he.noSpace:
 		return fmt.Sprintf("the save location %s is full (no space left on device or quota exceeded); nothing was written. Free space there or ask your site admin, then freeze again.", r.Dir)
 	case a.ctx.Err() != nil:
@@ -282,7 +296,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 	if err != nil {
 		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
 	}
-	if err := a.runBefore(ctx, conn, r, state); err != nil {
+	if err := a.runBefore(ctx, u, conn, r, state); err != nil {
 		return err
 	}
 	if a.cfg.FreezeMethod == policy.FreezeCommit {

@@ -365,6 +365,13 @@ func TestRestartRecovery(t *testing.T) {
 	assert.Check(t, is.Equal(got.State, api.StateFailed))
 	assert.Check(t, is.Contains(got.Error, "the agent restarted while this freeze was running"))
 	assert.Check(t, is.Equal(got.Push.State, api.PushFailed))
+	// The temporary file goes in the background: the agent serves at once.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if len(helpers.specs()) > 0 {
+			return poll.Success()
+		}
+		return poll.Continue("no helper run yet")
+	}, poll.WithTimeout(5*time.Second))
 	specs := helpers.specs()
 	assert.Assert(t, is.Len(specs, 1))
 	assert.Check(t, is.DeepEqual(specs[0], messages.Spec{Op: messages.OpRemove, Root: "/srv/bc", Dir: "/srv/bc/alice", Temp: rec.Temp}))

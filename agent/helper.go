@@ -1,12 +1,12 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,23 +37,54 @@ func (e *helperError) Error() string { return e.msg }
 type ownerHelper struct {
 	bin string // the baicommit-agent binary
 	log *slog.Logger
+	// cgroups places each helper where the owner's processes belong.
+	cgroups runas.Cgroups
+	// threads caps the helper's threads (GOMAXPROCS); 0 leaves it to Go,
+	// which counts the cores the helper may run on.
+	threads int
 }
 
 // Run starts `bin as-owner OP` as u, hands it spec on standard input and
-// passes each event it reports to onEvent.
+// passes each event it reports to onEvent. An operation in u's user
+// namespace that writes below a save directory has that directory made
+// and checked first, by a helper with u's host credentials
+// (messages.OpPrepareDir).
 func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error {
+	if messages.InNamespace(spec.Op) && spec.Root != "" && spec.Dir != "" {
+		prep := messages.Spec{Op: messages.OpPrepareDir, Root: spec.Root, Dir: spec.Dir, Mode: spec.Mode}
+		if err := h.run(ctx, u, prep, func(messages.Event) {}); err != nil {
+			return err
+		}
+	}
+	return h.run(ctx, u, spec, onEvent)
+}
+
+func (h ownerHelper) run(ctx context.Context, u *identity.User, spec messages.Spec, onEvent func(messages.Event)) error {
 	in, err := json.Marshal(spec)
 	if err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, h.bin, messages.Command, spec.Op)
 	// A cancelled task asks the helper to stop, so it can remove its
-	// temporary file; a helper that does not stop is killed.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// temporary file (and wakes it, should its owner have stopped it with
+	// SIGSTOP); a helper that does not stop is killed.
+	cmd.Cancel = func() error {
+		err := cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		return err
+	}
 	cmd.WaitDelay = 30 * time.Second
 	cmd.Dir = "/"
 	cmd.Env = runas.Env(u)
-	cmd.Stdin = bytes.NewReader(in)
+	if h.threads > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(h.threads))
+	}
+	// The spec is written once the helper is in the owner's cgroup: it
+	// does nothing before it has read it.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
 	if messages.InNamespace(spec.Op) {
 		// Reading the image store needs the owner's rootless namespace.
 		attr, env, err := runas.Namespace(u)
@@ -81,6 +112,15 @@ func (h ownerHelper) Run(ctx context.Context, u *identity.User, spec messages.Sp
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start the %s helper as %s: %w", spec.Op, u.Name, err)
 	}
+	if _, err := h.cgroups.Place(cmd.Process.Pid, u); err != nil {
+		h.log.Warn("could not place the helper in its owner's cgroup", "op", spec.Op, "user", u.Name, "err", err)
+	}
+	go func() {
+		// A helper that never reads (stopped by its owner) is killed at
+		// the task's end, which ends this write too.
+		_, _ = stdin.Write(in)
+		stdin.Close()
+	}()
 	var failed *helperError
 	derr := messages.Decode(out, func(ev messages.Event) {
 		if ev.Event == messages.EventError {

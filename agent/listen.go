@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -76,8 +77,22 @@ func listenOn(addr string) (net.Listener, error) {
 // accepting and waits at most 10 s for requests in flight.
 func (a *Agent) Serve(ctx context.Context, lns []net.Listener, idleExit time.Duration) error {
 	srv := NewServer(a)
+	var tlsConfig *tls.Config
+	if a.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.TLSCert, a.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("tls_cert/tls_key: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
+		_, isTCP := ln.Addr().(*net.TCPAddr)
+		ln = newLimitListener(ln, a.cfg.MaxConnectionsPerUser, a.log)
+		if isTCP && tlsConfig != nil {
+			// Outside the limit, so that the server sees TLS connections.
+			ln = tls.NewListener(ln, tlsConfig)
+		}
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	var idle <-chan time.Time

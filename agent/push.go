@@ -14,9 +14,12 @@ import (
 	"github.com/baicommit/baicommit/internal/registry"
 )
 
-// checkPush validates a push request and returns the task's push status.
-// Error messages never quote the credentials.
-func checkPush(p *api.PushRequest) (*api.PushStatus, error) {
+// checkPush validates a push request of c's for u's session and returns
+// the task's push status. Error messages never quote the credentials.
+//
+// The push runs in a helper as u, who can read that process's memory: c's
+// own password is refused there when c is someone else (root, an admin).
+func checkPush(p *api.PushRequest, c Caller, u *identity.User) (*api.PushStatus, error) {
 	ref, err := registry.ParseRef(p.Ref)
 	if err != nil {
 		return nil, userErr(KindInvalid, "--push: %v", err)
@@ -24,6 +27,9 @@ func checkPush(p *api.PushRequest) (*api.PushStatus, error) {
 	if p.Creds != "" {
 		if _, err := registry.ParseCreds(p.Creds); err != nil {
 			return nil, userErr(KindInvalid, "--creds: %v", err)
+		}
+		if c.UID != u.UID {
+			return nil, userErr(KindForbidden, "--creds cannot be used for the session of %s: the push runs as %s, who could read them from it. Freeze without --push and push the archive yourself (`baicommit push ARCHIVE REF`), or let %s push with their own credentials", u.Name, u.Name, u.Name)
 		}
 	}
 	if p.AuthFile != "" && (!filepath.IsAbs(p.AuthFile) || filepath.Clean(p.AuthFile) != p.AuthFile || len(p.AuthFile) > 4096 || strings.ContainsRune(p.AuthFile, 0)) {
@@ -49,6 +55,9 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *identity.User,
 		Op: messages.OpPush, Root: r.Root, Dir: r.Dir,
 		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
 		Push: &req,
+		// The helper pushes the archive only if it is still the one the
+		// freeze wrote.
+		Sidecar: api.Sidecar{SHA256: r.Archive.SHA256, Size: r.Archive.Size},
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Push.Sent, r.Push.Total = ev.Read, ev.Size
@@ -63,8 +72,11 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *identity.User,
 			err = registry.Redact(err, auth.Password)
 		}
 		msg := err.Error()
-		if ctx.Err() != nil {
+		switch {
+		case a.ctx.Err() != nil:
 			msg = "the agent was stopped while pushing; the archive is complete. Push it with `baicommit push ARCHIVE " + r.Push.Ref + "`."
+		case ctx.Err() != nil:
+			msg = fmt.Sprintf("the push did not end within this node's task_timeout (%s); the archive is complete. Push it with `baicommit push ARCHIVE %s`.", a.cfg.TaskTimeout.Duration, r.Push.Ref)
 		}
 		a.update(r, func(r *taskstore.Record) {
 			r.Push.State, r.Push.Error = api.PushFailed, msg

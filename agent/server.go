@@ -38,15 +38,29 @@ func NewServer(a *Agent) *http.Server {
 	mux.HandleFunc("POST "+api.RouteArchivesPrune, a.handlePrune)
 	mux.HandleFunc("POST "+api.RouteArchivesRemove, a.handleRemove)
 	mux.HandleFunc("POST "+api.RouteJobs+"{job}/freezes", a.handleJobFreeze)
+	// Every connection is bounded in time: a request must arrive whole
+	// within request_timeout, a kept-alive connection nobody uses closes
+	// after idle_connection_timeout, and an answer must be taken within
+	// writeTimeout (the slowest handler, an archive listing, takes at
+	// most a minute). Serve bounds how many each caller holds open.
 	return &http.Server{
 		Handler:           a.track(mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, a.cfg.RequestTimeout.Duration),
+		ReadTimeout:       a.cfg.RequestTimeout.Duration,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       a.cfg.IdleConnectionTimeout.Duration,
 		ConnContext:       a.connContext,
 	}
 }
 
+// writeTimeout bounds a request's handling and answer: longer than the
+// slowest handler (a freeze's start reaches the owner's Podman within
+// podman_timeout twice; a listing takes at most listTimeout).
+const writeTimeout = 5 * time.Minute
+
 // connContext records who is at the other end of a unix connection.
 func (a *Agent) connContext(ctx context.Context, c net.Conn) context.Context {
+	c = underlying(c)
 	if _, ok := c.(*net.TCPConn); ok {
 		return context.WithValue(ctx, tcpKey{}, true)
 	}
@@ -93,6 +107,12 @@ func (a *Agent) handleFreeze(w http.ResponseWriter, r *http.Request) {
 	var req api.FreezeRequest
 	if err := httperr.DecodeJSON(r.Body, maxRequestBody, &req); err != nil {
 		writeError(w, err)
+		return
+	}
+	if req.Push != nil && req.Push.Creds != "" && r.Context().Value(tcpKey{}) != nil && r.TLS == nil {
+		// The password already crossed the network in clear; refusing
+		// keeps it from being used, and says what to set up.
+		writeError(w, userErr(KindInvalid, "--creds reached node %s's agent over plain TCP: credentials travel only over TLS (tls_cert and tls_key in agent.toml, https:// agent URLs in manager.toml); push without --creds, with the registry login of your account on the node, or push the archive with `baicommit push`", a.cfg.NodeName))
 		return
 	}
 	t, err := a.Freeze(r.Context(), caller(r), req)

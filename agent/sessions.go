@@ -35,7 +35,7 @@ func (a *Agent) Sessions(ctx context.Context, c Caller, user string) ([]api.Sess
 	defer a.mu.Unlock()
 	for _, ctr := range list {
 		s := api.Session{ID: ctr.ID, Image: ctr.Image, State: ctr.State, Created: ctr.Created.UTC(),
-			Owner: u.Name, Node: a.cfg.NodeName, Job: ctr.Labels[api.LabelJob], Task: a.busy[ctr.ID],
+			Owner: u.Name, Node: a.cfg.NodeName, Job: ctr.Labels[api.LabelJob], Task: a.busy[busyKey{u.UID, ctr.ID}],
 			LastTask: last[ctr.ID]}
 		if len(ctr.Names) > 0 {
 			s.Name = ctr.Names[0]
@@ -51,7 +51,7 @@ func (a *Agent) Sessions(ctx context.Context, c Caller, user string) ([]api.Sess
 // whose live records carry the progress the store lags behind on.
 func (a *Agent) lastTasks(uid int) (map[string]*api.Task, error) {
 	newest := map[string]*taskstore.Record{}
-	_, err := a.store.List(func(r *taskstore.Record) bool {
+	_, err := a.store.ListUser(uid, func(r *taskstore.Record) bool {
 		if r.OwnerUID == uid && r.Node == a.cfg.NodeName && r.ContainerID != "" {
 			if cur, ok := newest[r.ContainerID]; !ok || newer(r, cur) {
 				newest[r.ContainerID] = r

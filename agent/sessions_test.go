@@ -20,7 +20,7 @@ func storeAgent(t *testing.T) *Agent {
 	t.Cleanup(func() { store.Close() })
 	cfg := DefaultConfig()
 	cfg.NodeName = "n1"
-	return &Agent{cfg: cfg, store: store, live: map[string]*taskstore.Record{}, busy: map[string]string{}}
+	return &Agent{cfg: cfg, store: store, live: map[string]*taskstore.Record{}, busy: map[busyKey]string{}}
 }
 
 // A session's last task is its container's newest, from the store or,

@@ -114,7 +114,7 @@ func (a *Agent) usageOf(ctx context.Context, u *identity.User, root, dir, dest s
 // in the running container of r, each within before_freeze_timeout, and
 // records how each went. A failure is a warning, or ends the freeze when
 // the site says before_freeze_failure = "abort".
-func (a *Agent) runBefore(ctx context.Context, conn Podman, r *taskstore.Record, state string) error {
+func (a *Agent) runBefore(ctx context.Context, u *identity.User, conn Podman, r *taskstore.Record, state string) error {
 	type command struct{ line, source string }
 	var cmds []command
 	for _, c := range a.cfg.BeforeFreeze {
@@ -141,6 +141,10 @@ func (a *Agent) runBefore(ctx context.Context, conn Podman, r *taskstore.Record,
 			cctx, cancel := context.WithTimeout(ctx, a.cfg.BeforeFreezeTimeout.Duration)
 			res.ExitCode, res.Output, err = conn.Exec(cctx, r.ContainerID, argv)
 			cancel()
+			var late *podman.ExecTimeoutError
+			if errors.As(err, &late) && late.PID > 0 {
+				a.killAsOwner(ctx, u, r, late.PID)
+			}
 		}
 		res.Seconds = time.Since(t0).Seconds()
 		var failure string
@@ -167,6 +171,17 @@ func (a *Agent) runBefore(ctx context.Context, conn Podman, r *taskstore.Record,
 		}
 	}
 	return nil
+}
+
+// killAsOwner ends a command run before a freeze that did not end in
+// time, by a helper with the owner's rights: the pid comes from their
+// Podman, and root signalling it could hit anyone's process.
+func (a *Agent) killAsOwner(ctx context.Context, u *identity.User, r *taskstore.Record, pid int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), listTimeout)
+	defer cancel()
+	if err := a.helpers.Run(ctx, u, messages.Spec{Op: messages.OpKill, PID: pid}, func(messages.Event) {}); err != nil {
+		a.log.Warn("could not end a before-freeze command", "task", r.ID, "pid", pid, "err", err)
+	}
 }
 
 // applyRetention applies the site's retention rules and the owner's own

@@ -66,6 +66,7 @@ func TestFreezeBeforeCommands(t *testing.T) {
 		warning  string
 		errorMsg string
 		ran      [][]string
+		killed   []int
 	}{
 		{name: "all succeed", exec: func([]string) (int, string, error) { return 0, "cleaned", nil }, state: api.StateSucceeded,
 			ran: [][]string{{"conda", "clean", "-afy"}, {"pip", "cache", "purge"}, {"rm", "-rf", "/root/my cache"}}},
@@ -74,10 +75,10 @@ func TestFreezeBeforeCommands(t *testing.T) {
 			errorMsg: `the command "pip cache purge" run before the freeze exited with status 3, and this site aborts a freeze then`},
 		{name: "one hangs", exec: func(argv []string) (int, string, error) {
 			if argv[0] == "conda" {
-				return -1, "", podman.ErrExecTimeout
+				return -1, "", &podman.ExecTimeoutError{PID: 4242}
 			}
 			return 0, "", nil
-		}, state: api.StateSucceeded, warning: "did not end within 10m0s and was killed"},
+		}, state: api.StateSucceeded, warning: "did not end within 10m0s and was killed", killed: []int{4242}},
 		{name: "not running", stopped: true, state: api.StateSucceeded, warning: "the container is exited, so the commands to run before the freeze were not run"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +117,15 @@ func TestFreezeBeforeCommands(t *testing.T) {
 			if tc.stopped {
 				assert.Check(t, is.Len(podmans.execs, 0))
 			}
+			// A late command's process is ended by a helper with the
+			// owner's rights, never by the agent.
+			var killed []int
+			for _, s := range helpers.specs() {
+				if s.Op == messages.OpKill {
+					killed = append(killed, s.PID)
+				}
+			}
+			assert.Check(t, is.DeepEqual(killed, tc.killed))
 		})
 	}
 }

@@ -34,6 +34,9 @@ type Config struct {
 	// Nodes lists the nodes that have agents. Empty means the keys of
 	// Agents when that map is set, or else every node Slurm knows.
 	Nodes []string `toml:"nodes"`
+	// AgentCAFile holds the certificates that sign agents' TLS
+	// certificates (https:// agent URLs); empty: the system's.
+	AgentCAFile string `toml:"agent_ca_file"`
 	// AgentTimeout bounds each request to an agent.
 	AgentTimeout config.Duration `toml:"agent_timeout"`
 	// MaxFanout is how many agents one user request asks at once.
@@ -71,9 +74,22 @@ type Config struct {
 	WebSessionTTL config.Duration `toml:"web_session_ttl"`
 	// WebProxyHeader names the header in which an authenticating proxy
 	// (Open OnDemand, an SSO gateway) passes the user name. It is believed
-	// only from WebTrustedProxies.
+	// only from WebTrustedProxies, and only with the proxy's secret.
 	WebProxyHeader    string   `toml:"web_proxy_header"`
 	WebTrustedProxies []string `toml:"web_trusted_proxies"`
+	// WebProxySecretFile holds the secret the proxy proves itself with,
+	// sent in WebProxySecretHeader: every process on the proxy's host
+	// shares its address, only the proxy can read this file.
+	WebProxySecretFile   string `toml:"web_proxy_secret_file"`
+	WebProxySecretHeader string `toml:"web_proxy_secret_header"`
+	// WebPushRegistries are the registries (host[:port]) a freeze started
+	// from the web page may push to; "*" allows any. Empty: the page
+	// pushes nowhere.
+	WebPushRegistries []string `toml:"web_push_registries"`
+	// WebRevokedDir is a directory the replicas share where signed-out
+	// sessions are recorded, so that a copied cookie stops working on
+	// every replica; empty keeps them in each replica's memory.
+	WebRevokedDir string `toml:"web_revoked_dir"`
 }
 
 // DefaultConfig returns the configuration used for keys a file leaves out.
@@ -87,6 +103,8 @@ func DefaultConfig() Config {
 		SlurmBinDir:   "/usr/bin",
 		WebLinkTTL:    config.Duration{Duration: 2 * time.Minute},
 		WebSessionTTL: config.Duration{Duration: 8 * time.Hour},
+
+		WebProxySecretHeader: "X-Baicommit-Proxy-Secret",
 	}
 }
 
@@ -164,6 +182,17 @@ func (c *Config) validateWeb() error {
 	}
 	if (c.WebProxyHeader == "") != (len(c.WebTrustedProxies) == 0) {
 		return errors.New("web_proxy_header and web_trusted_proxies must be set together")
+	}
+	if c.WebProxyHeader != "" && c.WebProxySecretFile == "" {
+		return errors.New("web_proxy_header needs web_proxy_secret_file: every process on the proxy's host shares its address, so the proxy proves itself with a secret only it can read")
+	}
+	if c.WebProxySecretFile != "" && (c.WebProxySecretHeader == "" || strings.EqualFold(c.WebProxySecretHeader, c.WebProxyHeader)) {
+		return errors.New("web_proxy_secret_header must name a header of its own")
+	}
+	for _, r := range c.WebPushRegistries {
+		if r != "*" && (r == "" || strings.ContainsAny(r, "/ ")) {
+			return fmt.Errorf("web_push_registries: %q is not a registry host[:port] (or \"*\")", r)
+		}
 	}
 	if _, err := c.trustedProxies(); err != nil {
 		return err

@@ -3,12 +3,15 @@ package manager
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,6 +108,17 @@ func New(cfg Config, s Slurm, log *slog.Logger) (*Manager, error) {
 	// idle, and an idle connection goes after IdleConnTimeout (90 s).
 	tr.MaxIdleConnsPerHost = 64
 	tr.MaxIdleConns = 256
+	if cfg.AgentCAFile != "" {
+		pem, err := os.ReadFile(cfg.AgentCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("agent_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("agent_ca_file %s holds no PEM certificate", cfg.AgentCAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	var static *nodeSet
 	switch {
 	case len(cfg.Nodes) > 0:

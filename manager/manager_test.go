@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +38,17 @@ func TestConfigValidate(t *testing.T) {
 		{name: "web behind a proxy", edit: func(c *Config) {
 			c.WebURL = "https://ood.example.org/rnode/mgr/7470/web/"
 			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5", "192.0.2.0/24", "::1"}
+			c.WebProxySecretFile = "/etc/baicommit/proxy.secret"
 		}},
+		{name: "proxy without a secret", edit: func(c *Config) {
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5"}
+		}, err: "needs web_proxy_secret_file"},
+		{name: "the secret in the user's header", edit: func(c *Config) {
+			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"10.0.0.5"}
+			c.WebProxySecretFile, c.WebProxySecretHeader = "/etc/baicommit/proxy.secret", "x-forwarded-user"
+		}, err: "a header of its own"},
+		{name: "push registries", edit: func(c *Config) { c.WebPushRegistries = []string{"reg.example:5000", "*"} }},
+		{name: "push registry with a path", edit: func(c *Config) { c.WebPushRegistries = []string{"reg.example/alice"} }, err: "web_push_registries"},
 		{name: "web_url not http", edit: func(c *Config) { c.WebURL = "ood.example.org" }, err: "web_url"},
 		{name: "link ttl too long", edit: func(c *Config) { c.WebLinkTTL.Duration = 2 * time.Hour }, err: "web_link_ttl"},
 		{name: "link ttl zero", edit: func(c *Config) { c.WebLinkTTL.Duration = 0 }, err: "web_link_ttl"},
@@ -46,6 +57,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "proxies alone", edit: func(c *Config) { c.WebTrustedProxies = []string{"10.0.0.5"} }, err: "set together"},
 		{name: "bad proxy", edit: func(c *Config) {
 			c.WebProxyHeader, c.WebTrustedProxies = "X-Forwarded-User", []string{"ood.example.org"}
+			c.WebProxySecretFile = "/etc/baicommit/proxy.secret"
 		}, err: "neither an address nor a CIDR"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -261,4 +273,18 @@ func TestSlurmNodeListIsCached(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(u, "http://cn03:7471"))
 	assert.Check(t, is.Equal(s.asked, 2))
+}
+
+// A push password goes to an agent only over TLS.
+func TestCredsOnlyOverTLS(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Agents = map[string]string{"plain": "http://plain:7471", "tls": "https://tls:7471"}
+	m := newTestManager(cfg, &fakeSlurm{})
+	push := &api.PushRequest{Ref: "r.example/a:b", Creds: "u:secret"}
+	err := m.checkCredsInClear(context.Background(), "plain", push)
+	assert.Check(t, is.ErrorContains(err, "would travel to the agent of node plain in clear"))
+	assert.Check(t, !strings.Contains(err.Error(), "secret"))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "tls", push))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "plain", &api.PushRequest{Ref: "r.example/a:b"}))
+	assert.Check(t, m.checkCredsInClear(context.Background(), "plain", nil))
 }

@@ -94,8 +94,16 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.refused(w, err)
 		return
 	}
+	if err := m.checkWebPush(r, req.Push); err != nil {
+		m.refused(w, err)
+		return
+	}
 	node, err := m.placeFreeze(r.Context(), id, &req)
 	if err != nil {
+		m.refused(w, err)
+		return
+	}
+	if err := m.checkCredsInClear(r.Context(), node, req.Push); err != nil {
 		m.refused(w, err)
 		return
 	}
@@ -120,6 +128,22 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 	}
 	m.log.Info("freeze relayed", "user", id.Name(), "node", node, "container", req.Container, "job", req.Job, "status", rep.status)
 	relay(w, rep)
+}
+
+// checkCredsInClear refuses to relay a push's password to an agent
+// reached over plain HTTP, where anyone on the path could read it.
+func (m *Manager) checkCredsInClear(ctx context.Context, node string, p *api.PushRequest) error {
+	if p == nil || p.Creds == "" {
+		return nil
+	}
+	base, err := m.agentURL(ctx, node)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(base, "https://") {
+		return nil
+	}
+	return userErr(KindInvalid, "--creds would travel to the agent of node %s in clear (%s): this site's agent URLs must be https:// for that. Push without --creds (with the registry login of your account on the node), or push the archive with `baicommit push`", node, base)
 }
 
 func (m *Manager) refused(w http.ResponseWriter, err error) {

@@ -2,6 +2,8 @@ package manager
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.podman.io/image/v5/docker/reference"
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/httperr"
@@ -51,6 +55,10 @@ const loginMagic = "baicommit-web-login/1"
 type webAuth struct {
 	signer  *websession.Signer
 	proxies []netip.Prefix
+	// proxySecret is what the proxy proves itself with (its SHA-256, so
+	// that comparing it takes the same time whatever was sent).
+	proxySecret [sha256.Size]byte
+	revoked     *websession.Revocations
 	// self is the manager's own uid: login links are credentials it made
 	// for itself, so no one else can make one.
 	self int
@@ -76,6 +84,20 @@ func newWebAuth(cfg Config, log *slog.Logger) (*webAuth, error) {
 	if err != nil {
 		return nil, err
 	}
+	var secret [sha256.Size]byte
+	if cfg.WebProxySecretFile != "" {
+		// The same rules as the session key: the manager's account alone
+		// may read it, and it is long enough not to be guessed.
+		b, err := websession.LoadKey(cfg.WebProxySecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("web_proxy_secret_file: %w", err)
+		}
+		secret = sha256.Sum256(b)
+	}
+	revoked, err := websession.NewRevocations(cfg.WebRevokedDir)
+	if err != nil {
+		return nil, err
+	}
 	cop := http.NewCrossOriginProtection()
 	if cfg.WebURL != "" {
 		// Behind a proxy that rewrites Host, the page's origin is web_url's.
@@ -84,7 +106,7 @@ func newWebAuth(cfg Config, log *slog.Logger) (*webAuth, error) {
 			return nil, fmt.Errorf("web_url: %w", err)
 		}
 	}
-	return &webAuth{signer: sg, proxies: proxies, self: os.Getuid(), cop: cop}, nil
+	return &webAuth{signer: sg, proxies: proxies, proxySecret: secret, revoked: revoked, self: os.Getuid(), cop: cop}, nil
 }
 
 // webRoutes adds the page and its JSON routes to mux.
@@ -127,7 +149,8 @@ func noStore(h http.Handler) http.Handler {
 // browser is who a browser request comes from.
 type browser struct {
 	id *Identity
-	// binding ties the request token: the session id, or the proxy's user.
+	// binding ties the request token to the browser's session: "" for a
+	// proxy's user who has none yet (me gives them one).
 	binding string
 	via     string // "link" or "proxy"
 	expires time.Time
@@ -174,18 +197,7 @@ const errSignedOut = "you are not signed in: run `baicommit web` on a login node
 func (m *Manager) browser(r *http.Request) (*browser, error) {
 	if h := m.cfg.WebProxyHeader; h != "" {
 		if name := r.Header.Get(h); name != "" {
-			if !m.trustedProxy(r.RemoteAddr) {
-				m.log.Warn("refused a proxy header from an untrusted address", "header", h, "remote", r.RemoteAddr)
-				return nil, userErr(KindForbidden, "the %s header is accepted only from the site's authenticating proxy (web_trusted_proxies), not from %s", h, hostOf(r.RemoteAddr))
-			}
-			if _, err := strconv.Atoi(name); err == nil {
-				return nil, userErr(KindForbidden, "the proxy must name the user, not a uid")
-			}
-			id, err := m.identityByName(name)
-			if err != nil {
-				return nil, err
-			}
-			return &browser{id: id, binding: "proxy\x00" + id.Name(), via: "proxy"}, nil
+			return m.proxyBrowser(r, h, name)
 		}
 	}
 	s, err := m.sessionCookie(r)
@@ -203,23 +215,65 @@ func (m *Manager) browser(r *http.Request) (*browser, error) {
 	return sessionBrowser(id, s), nil
 }
 
-// sessionCookie returns r's valid session, preferring the __Host- cookie.
-func (m *Manager) sessionCookie(r *http.Request) (websession.Session, error) {
-	for _, name := range []string{secureCookieName, cookieName} {
-		c, err := r.Cookie(name)
-		if err != nil {
-			continue
-		}
-		s, err := m.web.signer.Decode(c.Value, time.Now())
-		switch {
-		case err == nil:
-			return s, nil
-		case errors.Is(err, websession.ErrExpired):
-			return s, userErr(KindUnauthorized, "your web session has expired: run `baicommit web` for a new login link")
-		default:
-			m.log.Warn("refused a web session cookie", "remote", r.RemoteAddr, "err", err)
-		}
+// proxyBrowser is the user an authenticating proxy names in header h.
+// The proxy must prove itself twice: by its address, which every process
+// on its host shares, and by the secret only it can read. Its user's
+// request token is bound to a session of their own (a cookie the page
+// gets from me), so that it changes like a signed-in user's and a token
+// seen once is not good forever.
+func (m *Manager) proxyBrowser(r *http.Request, h, name string) (*browser, error) {
+	if !m.trustedProxy(r.RemoteAddr) {
+		m.log.Warn("refused a proxy header from an untrusted address", "header", h, "remote", r.RemoteAddr)
+		return nil, userErr(KindForbidden, "the %s header is accepted only from the site's authenticating proxy (web_trusted_proxies), not from %s", h, hostOf(r.RemoteAddr))
 	}
+	got := sha256.Sum256([]byte(r.Header.Get(m.cfg.WebProxySecretHeader)))
+	if subtle.ConstantTimeCompare(got[:], m.web.proxySecret[:]) != 1 {
+		m.log.Warn("refused a proxy header without the proxy's secret", "header", h, "remote", r.RemoteAddr)
+		return nil, userErr(KindForbidden, "the %s header is accepted only from the site's authenticating proxy, which proves itself with its secret (web_proxy_secret_file); this request came from its address without it", h)
+	}
+	if _, err := strconv.Atoi(name); err == nil {
+		return nil, userErr(KindForbidden, "the proxy must name the user, not a uid")
+	}
+	id, err := m.identityByName(name)
+	if err != nil {
+		return nil, err
+	}
+	b := &browser{id: id, via: "proxy"}
+	if s, err := m.sessionCookie(r); err == nil && s.UID == id.UID && s.Name == id.Name() {
+		b.binding = sessionBrowser(id, s).binding
+	}
+	return b, nil
+}
+
+// secure reports whether the page is served over HTTPS (here, or by a
+// proxy in front whose address web_url gives).
+func (m *Manager) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(m.cfg.WebURL, "https://")
+}
+
+// sessionCookie returns r's valid session: over HTTPS only from the
+// __Host- cookie, which a sibling host or a plain-HTTP response cannot
+// set; a session that signed out is no session.
+func (m *Manager) sessionCookie(r *http.Request) (websession.Session, error) {
+	name := cookieName
+	if m.secure(r) {
+		name = secureCookieName
+	}
+	c, err := r.Cookie(name)
+	if err != nil {
+		return websession.Session{}, userErr(KindUnauthorized, "%s", errSignedOut)
+	}
+	now := time.Now()
+	s, err := m.web.signer.Decode(c.Value, now)
+	switch {
+	case err == nil && m.web.revoked.Revoked(s.ID, now):
+		return websession.Session{}, userErr(KindUnauthorized, "you signed out of this web session: %s", errSignedOut)
+	case err == nil:
+		return s, nil
+	case errors.Is(err, websession.ErrExpired):
+		return s, userErr(KindUnauthorized, "your web session has expired: run `baicommit web` for a new login link")
+	}
+	m.log.Warn("refused a web session cookie", "remote", r.RemoteAddr, "err", err)
 	return websession.Session{}, userErr(KindUnauthorized, "%s", errSignedOut)
 }
 
@@ -328,14 +382,23 @@ func (m *Manager) redeemLink(ctx context.Context, link string) (*Identity, error
 	return m.identityByUID(uid)
 }
 
+// handleWebSignOut ends the browser's session: its cookie is cleared and
+// the session revoked, so that a copy of the cookie works no more.
 func (m *Manager) handleWebSignOut(w http.ResponseWriter, r *http.Request) {
+	if s, err := m.sessionCookie(r); err == nil {
+		if err := m.web.revoked.Revoke(s, time.Now()); err != nil {
+			m.writeError(w, err)
+			return
+		}
+		m.log.Info("web sign-out", "user", s.Name, "remote", r.RemoteAddr)
+	}
 	m.setCookie(w, r, "", time.Unix(1, 0))
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // setCookie sets (or, with a past expiry, clears) the session cookie.
 func (m *Manager) setCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time) {
-	secure := r.TLS != nil || strings.HasPrefix(m.cfg.WebURL, "https://")
+	secure := m.secure(r)
 	name := cookieName
 	if secure {
 		name = secureCookieName
@@ -357,6 +420,39 @@ type webMe struct {
 	CSRF    string    `json:"csrf_token"`
 }
 
+// handleWebMe says who the page belongs to. A proxy's user without a
+// session of their own gets one here: the page asks this first.
 func (m *Manager) handleWebMe(w http.ResponseWriter, r *http.Request, _ *Identity) {
-	writeJSON(w, http.StatusOK, m.me(r.Context().Value(browserKey{}).(*browser)))
+	b := r.Context().Value(browserKey{}).(*browser)
+	if b.binding == "" {
+		s := websession.New(b.id.UID, b.id.Name(), m.cfg.WebSessionTTL.Duration, time.Now())
+		m.setCookie(w, r, m.web.signer.Encode(s), s.Expires)
+		b.binding = sessionBrowser(b.id, s).binding
+	}
+	writeJSON(w, http.StatusOK, m.me(b))
+}
+
+// checkWebPush refuses a push asked for through the web page to a
+// registry the site did not list: a page's requests are a browser's, and
+// a browser can be made to send what its user did not mean.
+func (m *Manager) checkWebPush(r *http.Request, p *api.PushRequest) error {
+	if p == nil {
+		return nil
+	}
+	if _, fromPage := r.Context().Value(browserKey{}).(*browser); !fromPage {
+		return nil
+	}
+	named, err := reference.ParseNormalizedNamed(p.Ref)
+	if err != nil {
+		return userErr(KindInvalid, "push: %q is not an image reference: %v", p.Ref, err)
+	}
+	host := reference.Domain(named)
+	allowed := m.cfg.WebPushRegistries
+	if slices.Contains(allowed, "*") || slices.Contains(allowed, host) {
+		return nil
+	}
+	if len(allowed) == 0 {
+		return userErr(KindForbidden, "the web page pushes to no registry on this site: push with `baicommit commit --push` or `baicommit push`")
+	}
+	return userErr(KindForbidden, "the web page pushes only to this site's registries (%s), not to %s: push with `baicommit commit --push` or `baicommit push`", strings.Join(allowed, ", "), host)
 }

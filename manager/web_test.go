@@ -2,9 +2,12 @@ package manager
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,10 +47,16 @@ func newWebTester(t testing.TB) *webTester {
 	cfg := DefaultConfig()
 	cfg.Nodes = []string{"cn01"}
 	cfg.WebProxyHeader, cfg.WebTrustedProxies = "X-Remote-User", []string{"10.0.0.0/8"}
+	cfg.WebProxySecretFile = filepath.Join(t.TempDir(), "proxy.secret")
+	assert.NilError(t, os.WriteFile(cfg.WebProxySecretFile, []byte(proxySecret+"\n"), 0o600))
+	cfg.WebPushRegistries = []string{"registry.example.org"}
 	s := &fakeSlurm{}
 	m := newTestManager(cfg, s)
 	return &webTester{m: m, h: m.Handler(), u: u, slurm: s}
 }
+
+// proxySecret is the test proxy's secret.
+const proxySecret = "the proxy's secret, 32 bytes or more"
 
 func (wt *webTester) cookie(expires time.Duration) (*http.Cookie, string) {
 	uid, _ := strconv.Atoi(wt.u.Uid)
@@ -74,7 +83,17 @@ func TestWebAuthentication(t *testing.T) {
 	forged := &http.Cookie{Name: cookieName, Value: good.Value[:len(good.Value)-2] + "AA"}
 	withCookie := func(c *http.Cookie) func(*http.Request) { return func(r *http.Request) { r.AddCookie(c) } }
 	fromProxy := func(addr, name string) func(*http.Request) {
-		return func(r *http.Request) { r.RemoteAddr = addr; r.Header.Set("X-Remote-User", name) }
+		return func(r *http.Request) {
+			r.RemoteAddr = addr
+			r.Header.Set("X-Remote-User", name)
+			r.Header.Set("X-Baicommit-Proxy-Secret", proxySecret)
+		}
+	}
+	withoutSecret := func(secret string) func(*http.Request) {
+		return func(r *http.Request) {
+			fromProxy("10.1.2.3:5555", wt.u.Username)(r)
+			r.Header.Set("X-Baicommit-Proxy-Secret", secret)
+		}
 	}
 	for _, tc := range []struct {
 		name string
@@ -93,6 +112,8 @@ func TestWebAuthentication(t *testing.T) {
 			fromProxy("192.0.2.7:5555", wt.u.Username)(r)
 			r.AddCookie(good)
 		}, 403, "accepted only from"},
+		{"the proxy's address without its secret", withoutSecret(""), 403, "proves itself with its secret"},
+		{"the proxy's address with another secret", withoutSecret(proxySecret + "x"), 403, "proves itself with its secret"},
 		{"proxy naming a uid", fromProxy("10.1.2.3:5555", wt.u.Uid), 403, "not a uid"},
 		{"proxy naming nobody", fromProxy("10.1.2.3:5555", "no-such-user-here"), 403, "no account"},
 	} {
@@ -129,10 +150,84 @@ func TestWebAuthentication(t *testing.T) {
 		})
 	}
 
+	// A push from the page goes only to the site's registries.
+	for ref, want := range map[string]string{
+		"evil.example/alice/box:v1":         "pushes only to this site's registries (registry.example.org), not to evil.example",
+		"registry.example.org/alice/box:v1": "say where the session runs",
+	} {
+		w := wt.do(http.MethodPost, "/web/api/freezes", `{"container": "c1", "push": {"ref": "`+ref+`"}}`,
+			func(r *http.Request) { r.AddCookie(good); r.Header.Set(csrfHeader, csrf) })
+		assert.Check(t, is.Contains(w.Body.String(), want), ref)
+	}
+
 	// Even root is no admin on the page: it acts on its own sessions only.
 	w := wt.do(http.MethodGet, "/web/api/sessions?user=someone-else", "", withCookie(good))
 	assert.Check(t, is.Equal(w.Code, http.StatusForbidden), w.Body.String())
 	assert.Check(t, is.Contains(w.Body.String(), "not yours"))
+}
+
+// A proxy's user gets a session of their own from me, and the request
+// token is bound to it: not the same for every page of that user forever.
+func TestWebProxyRequestTokenPerSession(t *testing.T) {
+	wt := newWebTester(t)
+	viaProxy := func(r *http.Request) {
+		r.RemoteAddr = "10.1.2.3:5555"
+		r.Header.Set("X-Remote-User", wt.u.Username)
+		r.Header.Set("X-Baicommit-Proxy-Secret", proxySecret)
+	}
+	me := func() (*http.Cookie, string) {
+		w := wt.do(http.MethodGet, "/web/api/me", "", viaProxy)
+		assert.Assert(t, is.Equal(w.Code, http.StatusOK), w.Body.String())
+		var got webMe
+		assert.NilError(t, json.Unmarshal(w.Body.Bytes(), &got))
+		cs := w.Result().Cookies()
+		assert.Assert(t, is.Len(cs, 1))
+		return cs[0], got.CSRF
+	}
+	c1, t1 := me()
+	c2, t2 := me()
+	assert.Check(t, t1 != t2, "two pages of the proxy's user share a request token")
+	freeze := func(c *http.Cookie, token string) *httptest.ResponseRecorder {
+		return wt.do(http.MethodPost, "/web/api/freezes", `{"container": "c1"}`, func(r *http.Request) {
+			viaProxy(r)
+			if c != nil {
+				r.AddCookie(c)
+			}
+			r.Header.Set(csrfHeader, token)
+		})
+	}
+	assert.Check(t, is.Contains(freeze(c1, t1).Body.String(), "say where the session runs"))
+	assert.Check(t, is.Contains(freeze(c2, t1).Body.String(), "request token"))
+	assert.Check(t, is.Contains(freeze(nil, t1).Body.String(), "request token"))
+	// A cookie of another user is not this user's session.
+	other := websession.New(4242, "someone-else", time.Hour, time.Now())
+	assert.Check(t, is.Contains(freeze(&http.Cookie{Name: cookieName, Value: wt.m.web.signer.Encode(other)},
+		wt.m.web.signer.CSRFToken(sessionBrowser(nil, other).binding)).Body.String(), "request token"))
+}
+
+// Signing out revokes the session: a copy of its cookie is refused after.
+func TestWebSignOutRevokes(t *testing.T) {
+	wt := newWebTester(t)
+	good, _ := wt.cookie(time.Hour)
+	with := func(r *http.Request) { r.AddCookie(good) }
+	assert.Check(t, is.Equal(wt.do(http.MethodGet, "/web/api/me", "", with).Code, http.StatusOK))
+	assert.Check(t, is.Equal(wt.do(http.MethodPost, "/web/api/logout", "", with).Code, http.StatusNoContent))
+	w := wt.do(http.MethodGet, "/web/api/me", "", with)
+	assert.Check(t, is.Equal(w.Code, http.StatusUnauthorized))
+	assert.Check(t, is.Contains(w.Body.String(), "signed out"))
+}
+
+// Over HTTPS only the __Host- cookie counts: a plain one could have been
+// set by a sibling host or over plain HTTP.
+func TestWebOnlyHostCookieOverHTTPS(t *testing.T) {
+	wt := newWebTester(t)
+	good, _ := wt.cookie(time.Hour)
+	overTLS := func(c *http.Cookie) func(*http.Request) {
+		return func(r *http.Request) { r.TLS = &tls.ConnectionState{}; r.AddCookie(c) }
+	}
+	assert.Check(t, is.Equal(wt.do(http.MethodGet, "/web/api/me", "", overTLS(good)).Code, http.StatusUnauthorized))
+	host := &http.Cookie{Name: secureCookieName, Value: good.Value}
+	assert.Check(t, is.Equal(wt.do(http.MethodGet, "/web/api/me", "", overTLS(host)).Code, http.StatusOK))
 }
 
 func TestWebSignInSetsAFreshCookie(t *testing.T) {

@@ -33,7 +33,9 @@ type Policy struct {
 	// FileName is the archive file name template without ".tar.gz":
 	// {container} {user} {node} {job} {date} {time} {task}.
 	FileName string `toml:"file_name"`
-	// ArchiveMode is the permission of archives and sidecars, octal.
+	// ArchiveMode is the permission of archives and sidecars, octal. The
+	// directories the agent creates for them follow it (0600: 0700, 0640:
+	// 0750; safefile.DirModeFor).
 	ArchiveMode string `toml:"archive_mode"`
 	// KeepImage keeps the committed image in the owner's Podman.
 	KeepImage bool `toml:"keep_image"`
@@ -91,7 +93,7 @@ func Default() Policy {
 	return Policy{
 		SavePath:            "/var/lib/baicommit/archives/{user}",
 		FileName:            "{container}-{time}-{job}-{node}-{task}",
-		ArchiveMode:         "0640",
+		ArchiveMode:         "0600",
 		CompressionLevel:    1,
 		FreezeMethod:        FreezeDirect,
 		BeforeFreezeTimeout: units.Duration{Duration: DefaultBeforeFreezeTimeout},
@@ -201,8 +203,8 @@ func ValidExclude(key string, patterns []string) error {
 // Mode parses ArchiveMode.
 func (p *Policy) Mode() (uint32, error) {
 	m, err := strconv.ParseUint(p.ArchiveMode, 8, 32)
-	if err != nil || m&^0o777 != 0 || m&0o600 != 0o600 || m&0o002 != 0 {
-		return 0, fmt.Errorf("archive_mode %q: want an octal permission the owner can read and write and others cannot write, like 0640", p.ArchiveMode)
+	if err != nil || m&^0o777 != 0 || m&0o600 != 0o600 || m&0o022 != 0 {
+		return 0, fmt.Errorf("archive_mode %q: want an octal permission the owner can read and write and nobody else can write, like 0600 (the default) or 0640 (for a project group)", p.ArchiveMode)
 	}
 	return uint32(m), nil
 }

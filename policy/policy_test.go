@@ -241,6 +241,7 @@ func TestValidateRejects(t *testing.T) {
 		{"mode not owner readable", func(p *policy.Policy) { p.ArchiveMode = "0200" }, "archive_mode"},
 		{"mode not owner writable", func(p *policy.Policy) { p.ArchiveMode = "0440" }, "archive_mode"},
 		{"mode sticky", func(p *policy.Policy) { p.ArchiveMode = "1777" }, "archive_mode"},
+		{"mode group writable", func(p *policy.Policy) { p.ArchiveMode = "0660" }, "archive_mode"},
 		{"mode setuid", func(p *policy.Policy) { p.ArchiveMode = "4640" }, "archive_mode"},
 		{"mode not octal", func(p *policy.Policy) { p.ArchiveMode = "0680" }, "archive_mode"},
 		{"mode empty", func(p *policy.Policy) { p.ArchiveMode = "" }, "archive_mode"},
@@ -268,11 +269,12 @@ func TestValidateAccepts(t *testing.T) {
 		modify   func(*policy.Policy)
 		wantMode uint32
 	}{
-		{"default", func(*policy.Policy) {}, 0o640},
+		{"default", func(*policy.Policy) {}, 0o600},
+		{"project group", func(p *policy.Policy) { p.ArchiveMode = "0640" }, 0o640},
 		{"mode without leading zero", func(p *policy.Policy) { p.ArchiveMode = "644" }, 0o644},
 		{"mode owner only", func(p *policy.Policy) { p.ArchiveMode = "0600" }, 0o600},
-		{"level 9", func(p *policy.Policy) { p.CompressionLevel = 9 }, 0o640},
-		{"no scrub patterns", func(p *policy.Policy) { p.ScrubEnv = nil }, 0o640},
+		{"level 9", func(p *policy.Policy) { p.CompressionLevel = 9 }, 0o600},
+		{"no scrub patterns", func(p *policy.Policy) { p.ScrubEnv = nil }, 0o600},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := policy.Default()

@@ -56,15 +56,15 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		src = scrubbedRef{ImageReference: srcRef, patterns: spec.ScrubEnv, removed: &removed}
 	}
 
-	dir, err := safefile.OpenDir(spec.Root, spec.Dir, true)
+	mode := os.FileMode(spec.Mode)
+	if mode == 0 {
+		mode = 0o600
+	}
+	dir, err := safefile.MakeDir(spec.Root, spec.Dir, safefile.DirModeFor(mode))
 	if err != nil {
 		return err
 	}
 	defer dir.Close()
-	mode := os.FileMode(spec.Mode)
-	if mode == 0 {
-		mode = 0o640
-	}
 	if err := checkLimits(spec.Quota, dir, spec.Dir, spec.SizeHint, spec.SizeHint); err != nil {
 		return err
 	}

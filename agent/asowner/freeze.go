@@ -68,7 +68,11 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	}
 	defer f.release()
 
-	dir, err := safefile.OpenDir(spec.Root, spec.Dir, true)
+	mode := os.FileMode(spec.Mode)
+	if mode == 0 {
+		mode = 0o600
+	}
+	dir, err := safefile.MakeDir(spec.Root, spec.Dir, safefile.DirModeFor(mode))
 	if err != nil {
 		return err
 	}
@@ -108,10 +112,6 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 		return err
 	}
 
-	mode := os.FileMode(spec.Mode)
-	if mode == 0 {
-		mode = 0o640
-	}
 	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
 	if err != nil {
 		return err

@@ -17,7 +17,7 @@ import (
 // done. It reads as that user, so it sees exactly what they may read; a
 // directory that does not exist yet (nothing frozen) is an empty list.
 func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
-	entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(os.Getuid()))
+	entries, warnings, err := archives.List(ctx, spec.Dir, os.Geteuid())
 	if errors.Is(err, fs.ErrNotExist) {
 		entries, warnings, err = nil, nil, nil
 	}

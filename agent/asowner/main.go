@@ -25,6 +25,7 @@ import (
 	"syscall"
 
 	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sys/unix"
 
 	"github.com/baicommit/baicommit/agent/messages"
 )
@@ -35,6 +36,15 @@ import (
 // code.
 func Main(op string) int {
 	emit := messages.Encoder(os.Stdout)
+	if op == messages.OpPush {
+		// A push's spec may carry a password: no process of the owner's
+		// may read this one's memory (ptrace, /proc/PID/mem) or a core
+		// dump of it.
+		if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+			emit(messages.Event{Event: messages.EventError, Message: fmt.Sprintf("make the push helper undumpable: %v", err)})
+			return 2
+		}
+	}
 	if messages.InNamespace(op) {
 		// The agent normally starts the helper inside the owner's rootless
 		// user namespace already, and then this returns at once. Started
@@ -84,6 +94,10 @@ func Run(ctx context.Context, spec messages.Spec, emit func(messages.Event)) err
 		return prune(ctx, spec, emit)
 	case messages.OpRemoveArchives:
 		return removeArchives(ctx, spec, emit)
+	case messages.OpPrepareDir:
+		return prepareDir(spec)
+	case messages.OpKill:
+		return kill(spec)
 	}
 	return fmt.Errorf("unknown operation %q", spec.Op)
 }

@@ -51,7 +51,7 @@ func prune(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 	}
 	uid := os.Getuid()
 	out := &api.PruneResult{Dir: spec.Dir, DryRun: spec.DryRun, Removed: []api.ArchiveEntry{}}
-	entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(uid))
+	entries, warnings, err := archives.List(ctx, spec.Dir, uid)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("list archives: %w", err)
 	}
@@ -105,7 +105,7 @@ func usage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 // spec.Dir.
 func removeArchives(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	uid := os.Getuid()
-	entries, _, err := archives.List(ctx, spec.Dir, archives.OfUID(uid))
+	entries, _, err := archives.List(ctx, spec.Dir, uid)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("list archives: %w", err)
 	}

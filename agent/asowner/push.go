@@ -17,7 +17,8 @@ import (
 	"github.com/baicommit/baicommit/internal/safefile"
 )
 
-// runPush pushes the finished archive spec.Name to spec.Push.Ref with the
+// push checks the finished archive spec.Name against the digest and size
+// the agent recorded (spec.Sidecar), pushes it to spec.Push.Ref with the
 // credentials of the user the helper runs as (their auth files, found
 // through the HOME the agent set), or the ones the request carried, and
 // then records the push in the sidecar.
@@ -39,8 +40,19 @@ func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	}
 	f := os.NewFile(uintptr(fd), spec.Name)
 	defer f.Close()
-	// No prune or rm takes the archive while it is pushed.
+	// No prune or rm takes the archive while it is checked and pushed.
 	archives.Share(f)
+	// What is pushed is what was frozen: the digest the agent recorded
+	// when the archive was written (not the sidecar's, which anyone who
+	// can write there could change with the archive).
+	if spec.Sidecar.SHA256 == "" {
+		return errors.New("push: the agent gave no digest to check the archive against")
+	}
+	want := spec.Sidecar
+	want.Archive = spec.Name
+	if err := archives.Verify(ctx, f, &want); err != nil {
+		return err
+	}
 
 	p := spec.Push
 	opts := registry.Options{

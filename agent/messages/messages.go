@@ -48,10 +48,20 @@ const (
 	OpPrune = "prune"
 	// OpRemoveArchives removes the owner's archives Paths names.
 	OpRemoveArchives = "remove-archives"
+	// OpPrepareDir makes Dir below Root (directories of mode Mode's
+	// safefile.DirModeFor), checking every directory on the way as the
+	// owner sees it on the host: it runs before each operation in the
+	// owner's user namespace, where root's directories cannot be told
+	// from another user's.
+	OpPrepareDir = "prepare-dir"
+	// OpKill ends process PID with the owner's rights alone: a command run
+	// before a freeze that did not end in time, whose pid the owner's
+	// Podman reported (and so could be anyone's).
+	OpKill = "kill"
 )
 
 // Ops are all operations, for the helper's usage.
-var Ops = []string{OpFreeze, OpArchiveImage, OpRemove, OpPush, OpList, OpUsage, OpPrune, OpRemoveArchives}
+var Ops = []string{OpFreeze, OpArchiveImage, OpRemove, OpPush, OpList, OpUsage, OpPrune, OpRemoveArchives, OpPrepareDir, OpKill}
 
 // InNamespace reports whether op runs inside the owner's rootless user
 // namespace (to read their image store) rather than with their
@@ -124,6 +134,8 @@ type Spec struct {
 	DryRun    bool              `json:"dry_run,omitempty"`
 	// Paths are the archives OpRemoveArchives removes.
 	Paths []string `json:"paths,omitempty"`
+	// PID is the process OpKill ends.
+	PID int `json:"pid,omitempty"`
 }
 
 // GroupQuota is a group's quota, by name and gid as the host knows it.

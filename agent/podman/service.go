@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -26,7 +27,6 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/system"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 	"go.podman.io/image/v5/docker/reference"
-	"golang.org/x/sys/unix"
 
 	"github.com/baicommit/baicommit/agent/runas"
 	"github.com/baicommit/baicommit/internal/identity"
@@ -96,6 +96,8 @@ type CommitOptions struct {
 type Service struct {
 	conn   context.Context // the bindings' connection
 	socket string
+	// dial connects to the service, checking who serves it.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Socket is the unix socket the service answers on.
@@ -307,16 +309,24 @@ func (l Loader) Load(ctx context.Context, u *identity.User, archive string) erro
 	return nil
 }
 
-// ErrExecTimeout means a command run in a container did not end in time;
-// it was killed.
+// ErrExecTimeout means a command run in a container did not end in time.
 var ErrExecTimeout = errors.New("did not end in time")
+
+// ExecTimeoutError is how Exec reports a command that did not end in
+// time (errors.Is ErrExecTimeout). PID is its process as the user's Podman
+// reports it, 0 if unknown: the caller ends it, with the owner's rights
+// alone, since a pid from a user's Podman may name anyone's process.
+type ExecTimeoutError struct{ PID int }
+
+func (e *ExecTimeoutError) Error() string        { return ErrExecTimeout.Error() }
+func (e *ExecTimeoutError) Is(target error) bool { return target == ErrExecTimeout }
 
 // maxExecOutput is how much of a command's output is kept: its end.
 const maxExecOutput = 16 << 10
 
 // Exec runs argv in a running container, as its user, and returns its
-// exit code and the end of what it printed. When ctx ends first, the
-// command is killed and ErrExecTimeout returned.
+// exit code and the end of what it printed. When ctx ends first it
+// returns an *ExecTimeoutError naming the command's process.
 func (s *Service) Exec(ctx context.Context, id string, argv []string) (int, string, error) {
 	cfg := new(handlers.ExecCreateConfig)
 	cfg.Cmd, cfg.AttachStdout, cfg.AttachStderr = argv, true, true
@@ -328,27 +338,39 @@ func (s *Service) Exec(ctx context.Context, id string, argv []string) (int, stri
 	if err != nil {
 		return 0, "", notFound(err)
 	}
+	// Attaching hijacks a connection of the bindings' own transport, which
+	// the bounded one of every other call is not: the attach gets a
+	// connection of its own (checked like every other), and the output
+	// is bounded by keeping only its end.
+	attach, closeAttach, err := s.rawConnection(bg)
+	if err != nil {
+		return 0, "", err
+	}
+	// Whatever happens, the attach ends with Exec: a Podman that keeps the
+	// stream open after the command ended (or was killed) holds nothing.
+	defer closeAttach()
 	out := &tail{max: maxExecOutput}
 	var w io.Writer = out
 	done := make(chan error, 1)
 	go func() {
+		defer func() {
+			// A panic in the bindings must not end the root agent.
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("attach to the command: %v", p)
+			}
+		}()
 		opts := new(containers.ExecStartAndAttachOptions).WithOutputStream(w).WithErrorStream(w).
 			WithAttachOutput(true).WithAttachError(true)
-		done <- containers.ExecStartAndAttach(s.call(context.WithoutCancel(ctx)), sid, opts)
+		done <- containers.ExecStartAndAttach(valuesOf{context.WithoutCancel(ctx), attach}, sid, opts)
 	}()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// The API has no way to stop an exec session on every Podman this
-		// supports: end its process, which runs as the session's user.
-		if insp, ierr := containers.ExecInspect(s.call(bg), sid, nil); ierr == nil && insp.Running && insp.Pid > 0 {
-			_ = unix.Kill(insp.Pid, unix.SIGKILL)
+		e := &ExecTimeoutError{}
+		if insp, ierr := containers.ExecInspect(s.call(bg), sid, nil); ierr == nil && insp.Running && insp.Pid > 1 {
+			e.PID = insp.Pid
 		}
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-		}
-		return -1, out.String(), ErrExecTimeout
+		return -1, out.String(), e
 	}
 	if err != nil {
 		return -1, out.String(), err

@@ -173,3 +173,84 @@ func TestSecondOpenFails(t *testing.T) {
 	// The first store still works.
 	assert.NilError(t, s.Put(record("aaaa.n01", "alice", t0, api.StateQueued)))
 }
+
+// A user's records are found without reading anyone else's, newest first,
+// whether they own them or asked for them.
+func TestListUser(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	mk := func(id string, owner, requester int, at time.Duration) {
+		r := record(id, "u", t0.Add(at), api.StateSucceeded)
+		r.OwnerUID, r.Requester = owner, requester
+		assert.NilError(t, s.Put(r))
+	}
+	mk("a.n01", 1000, 1000, 0)
+	mk("b.n01", 1001, 1001, time.Minute)
+	mk("c.n01", 1000, 0, 2*time.Minute) // root froze alice's
+	mk("d.n01", 1001, 1000, 3*time.Minute)
+	ids := func(uid int) []string {
+		rs, err := s.ListUser(uid, nil)
+		assert.NilError(t, err)
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	assert.Check(t, is.DeepEqual(ids(1000), []string{"d.n01", "c.n01", "a.n01"}))
+	assert.Check(t, is.DeepEqual(ids(1001), []string{"d.n01", "b.n01"}))
+	assert.Check(t, is.DeepEqual(ids(0), []string{"c.n01"}))
+	assert.Check(t, is.Len(ids(4242), 0))
+}
+
+// Finished tasks are kept for MaxAge and at most PerUser per owner; tasks
+// that have not ended are never pruned.
+func TestPrune(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	now := t0.Add(100 * time.Hour)
+	put := func(id string, owner int, finished time.Time, state string) {
+		r := record(id, "u", finished.Add(-time.Minute), state)
+		r.OwnerUID, r.Requester, r.Finished = owner, owner, finished
+		assert.NilError(t, s.Put(r))
+	}
+	put("old.n01", 1000, now.Add(-50*time.Hour), api.StateSucceeded)
+	for i, id := range []string{"f1.n01", "f2.n01", "f3.n01"} {
+		put(id, 1000, now.Add(-time.Duration(3-i)*time.Hour), api.StateFailed)
+	}
+	put("run.n01", 1000, now.Add(-30*time.Hour), api.StateRunning)
+	put("bob.n01", 1001, now.Add(-50*time.Hour), api.StateSucceeded)
+
+	n, err := s.Prune(1000, taskstore.Retention{MaxAge: 24 * time.Hour, PerUser: 2}, now)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(n, 2))
+	rs, err := s.ListUser(1000, nil)
+	assert.NilError(t, err)
+	var left []string
+	for _, r := range rs {
+		left = append(left, r.ID)
+	}
+	assert.Check(t, is.DeepEqual(left, []string{"f3.n01", "f2.n01", "run.n01"}), "the running task is never pruned")
+	// Bob's is his owner's business: PruneAll takes every owner.
+	_, err = s.Get("bob.n01")
+	assert.Check(t, err)
+	n, err = s.PruneAll(taskstore.Retention{MaxAge: 24 * time.Hour, PerUser: 2}, now)
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(n, 1))
+	_, err = s.Get("bob.n01")
+	assert.Check(t, errors.Is(err, taskstore.ErrNotFound))
+}
+
+// A database written before the index existed is indexed when opened.
+func TestOpenIndexesOldStore(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	assert.NilError(t, s.Put(record("a.n01", "alice", t0, api.StateSucceeded)))
+	assert.NilError(t, s.DropIndexForTest())
+	assert.NilError(t, s.Close())
+	s = open(t, dir)
+	defer s.Close()
+	rs, err := s.ListUser(1000, nil)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(rs, 1))
+}

@@ -73,11 +73,11 @@ func (e *env) list(c *ucli.Context) error {
 		}
 	}
 	if dir != "" {
-		var keep archives.Filter
-		if uid := os.Getuid(); uid != 0 {
-			keep = archives.OfUID(uid)
+		owner := os.Geteuid()
+		if owner == 0 {
+			owner = archives.Anyone
 		}
-		found, warnings, err := archives.List(ctx, dir, keep)
+		found, warnings, err := archives.List(ctx, dir, owner)
 		switch {
 		case err == nil:
 			out.Archives = found

@@ -30,8 +30,9 @@ const defaultWidth = 80
 
 func newEnv(stdout, stderr io.Writer) *env {
 	e := &env{
-		stdout: stdout,
-		stderr: stderr,
+		// What others wrote reaches no terminal as control characters.
+		stdout: newPrintable(stdout),
+		stderr: newPrintable(stderr),
 		width:  func() int { return defaultWidth },
 		now:    time.Now,
 		poll:   client.DefaultPoll,

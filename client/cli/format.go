@@ -11,11 +11,14 @@ import (
 	"github.com/baicommit/baicommit/api"
 )
 
-// writeJSON prints v as indented JSON, the format every --json flag uses.
+// writeJSON prints v as indented JSON, the format every --json flag uses,
+// with the characters a terminal would act on escaped (jsonSafe).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("writing JSON: %w", err)
+	}
+	if _, err := raw(w).Write(append(jsonSafe(b), '\n')); err != nil {
 		return fmt.Errorf("writing JSON: %w", err)
 	}
 	return nil

@@ -28,16 +28,17 @@ func (b *progressBar) update(t *api.Task) {
 		b.clear()
 		return
 	}
-	line := barLine(t, elapsed(b.now(), t), b.width())
-	// "\x1b[K" erases what a longer previous line left behind.
-	fmt.Fprintf(b.w, "\r%s\x1b[K", line)
+	line := printableString(barLine(t, elapsed(b.now(), t), b.width()))
+	// "\x1b[K" erases what a longer previous line left behind: the bar's
+	// own control sequences go around the printable filter.
+	fmt.Fprintf(raw(b.w), "\r%s\x1b[K", line)
 	b.drawn = true
 }
 
 // clear removes the line, so what follows starts on a clean one.
 func (b *progressBar) clear() {
 	if b.drawn {
-		fmt.Fprint(b.w, "\r\x1b[K")
+		fmt.Fprint(raw(b.w), "\r\x1b[K")
 		b.drawn = false
 	}
 }

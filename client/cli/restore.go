@@ -17,9 +17,11 @@ func (e *env) restoreCommand() *ucli.Command {
 		Name:      "restore",
 		Usage:     "load a frozen image into your Podman, to start a new session from it",
 		ArgsUsage: "ARCHIVE|REF",
-		Description: "ARCHIVE (a .tar.gz baicommit wrote) is checked against the sha256 in its\n" +
-			"sidecar first, and refused if it changed since the freeze; then it is\n" +
-			"loaded into your own rootless Podman. REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
+		Description: "ARCHIVE (a .tar.gz baicommit wrote, and a file of yours) is checked against\n" +
+			"the sha256 in its sidecar first, and refused if it changed since the freeze;\n" +
+			"then it is loaded into your own rootless Podman under the name its sidecar\n" +
+			"recorded, unless that name already belongs to another of your images (only\n" +
+			"--name moves a name). REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
 			"Then start a new session: podman run -it IMAGE",
 		Flags:        flags,
 		OnUsageError: onUsageError,
@@ -56,6 +58,9 @@ func (e *env) restore(c *ucli.Context) error {
 	}
 	if c.Bool("json") {
 		return writeJSON(e.stdout, res)
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
 	}
 	if res.SHA256 != "" {
 		fmt.Fprintf(e.stdout, "Verified %s (sha256 %s)\n", res.Source, res.SHA256)

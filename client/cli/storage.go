@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -32,21 +31,21 @@ func printUsage(w io.Writer, u *api.Usage, now time.Time) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, "CONTAINER\tARCHIVES\tSIZE\tNEWEST")
 	for _, c := range u.ByContainer {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", clean(c.Container), c.Archives, units.Human(c.Bytes), timestamp(now, c.Newest))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", c.Container, c.Archives, units.Human(c.Bytes), timestamp(now, c.Newest))
 	}
 	fmt.Fprintf(tw, "total\t%d\t%s\t\n", u.Archives, units.Human(u.Bytes))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nbelow %s\n", clean(u.Dir))
+	fmt.Fprintf(w, "\nbelow %s\n", u.Dir)
 	if q := u.Quota; q != nil {
 		fmt.Fprintf(w, "your quota: %s\n", quotaText(u.Archives, u.Bytes, *q))
 	}
 	for _, g := range u.Groups {
-		fmt.Fprintf(w, "group %s below %s: %s\n", clean(g.Group), clean(g.Dir), quotaText(g.Archives, g.Bytes, g.Quota))
+		fmt.Fprintf(w, "group %s below %s: %s\n", g.Group, g.Dir, quotaText(g.Archives, g.Bytes, g.Quota))
 	}
 	for _, warn := range u.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", clean(warn))
+		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 	return nil
 }
@@ -95,11 +94,11 @@ func (e *env) pruneCommand() *ucli.Command {
 				verb = "would remove"
 			}
 			for _, r := range res.Removed {
-				fmt.Fprintf(e.stdout, "%s %s (%s, %s)\n", verb, clean(r.Path), clean(r.SourceContainer), r.Created.Local().Format("2006-01-02 15:04"))
+				fmt.Fprintf(e.stdout, "%s %s (%s, %s)\n", verb, r.Path, r.SourceContainer, r.Created.Local().Format("2006-01-02 15:04"))
 			}
 			fmt.Fprintf(e.stdout, "%s %d archives (%s); %d kept\n", verb, len(res.Removed), units.Human(res.Freed), res.Kept)
 			for _, w := range res.Warnings {
-				fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", clean(w))
+				fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
 			}
 			return nil
 		},
@@ -137,21 +136,10 @@ func (e *env) rmCommand() *ucli.Command {
 				return writeJSON(e.stdout, res)
 			}
 			for _, p := range res.Removed {
-				fmt.Fprintf(e.stdout, "removed %s\n", clean(p))
+				fmt.Fprintf(e.stdout, "removed %s\n", p)
 			}
 			fmt.Fprintf(e.stdout, "freed %s\n", units.Human(res.Freed))
 			return nil
 		},
 	}
-}
-
-// clean makes text others wrote safe for a terminal: control characters
-// and invalid UTF-8 become '?'.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD' {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
 }

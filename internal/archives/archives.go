@@ -32,14 +32,11 @@ func SidecarPath(path string) string {
 	return api.SidecarName(path)
 }
 
-// ReadSidecar reads and checks the sidecar at path.
+// ReadSidecar reads and checks the sidecar at path (a regular file, not
+// a symbolic link).
 func ReadSidecar(path string) (*api.Sidecar, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return decodeSidecar(f, path)
+	sc, _, err := readOwnedSidecar(path)
+	return sc, err
 }
 
 func decodeSidecar(r io.Reader, path string) (*api.Sidecar, error) {
@@ -157,25 +154,43 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // Open opens the archive at path for reading (not following a symbolic
 // link at its last component) together with its sidecar, and takes its
-// shared lock (Share) until the file is closed. A missing
-// sidecar is an error: without it nothing can be verified.
+// shared lock (Share) until the file is closed. A missing sidecar is an
+// error: without it nothing can be verified. Both files must
+// belong to the caller (root may open anyone's): a file says whatever its
+// writer wanted, so an archive and sidecar another user put in a directory
+// the caller can see are never taken for the caller's own.
 func Open(path string) (*os.File, *api.Sidecar, error) {
 	scPath := SidecarPath(path)
-	sc, err := ReadSidecar(scPath)
+	sc, scUID, err := readOwnedSidecar(scPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%s has no sidecar %s, so it cannot be verified: only archives baicommit wrote can be used", path, scPath)
 	}
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := mine(scPath, scUID); err != nil {
+		return nil, nil, err
+	}
 	if sc.Archive != filepath.Base(path) {
 		return nil, nil, fmt.Errorf("the sidecar %s describes %s, not %s", scPath, sc.Archive, filepath.Base(path))
 	}
-	f, err := openNoFollow(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := mine(path, fileUID(fi)); err != nil {
+		f.Close()
 		return nil, nil, err
 	}
 	// Held while the archive is read: no prune or rm takes it meanwhile.
 	Share(f)
 	return f, sc, nil
+}
+
+// mine checks that a file of the caller's archive belongs to the caller.
+func mine(path string, uid int) error {
+	if me := os.Geteuid(); me != 0 && uid != me {
+		return fmt.Errorf("%s belongs to uid %d, not to you: only your own archives are used (anyone can write a file that claims to be yours); if you trust it, copy it and its .json sidecar into a directory of yours", path, uid)
+	}
+	return nil
 }

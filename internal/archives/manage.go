@@ -46,7 +46,7 @@ func Sizes(e *Entry) int64 {
 // exist yet is no usage), by source container.
 func Usage(ctx context.Context, dir string, uid int) (*api.Usage, error) {
 	out := &api.Usage{Dir: dir, ByContainer: []api.ContainerUsage{}}
-	entries, warnings, err := List(ctx, dir, OfUID(uid))
+	entries, warnings, err := List(ctx, dir, uid)
 	if errors.Is(err, fs.ErrNotExist) {
 		return out, nil
 	}
@@ -148,17 +148,13 @@ func GroupUsage(ctx context.Context, dir string, gid int) (archives int, bytes i
 // caller owns, never through a symbolic link, and not while a restore or a
 // push reads it (ErrInUse).
 func Remove(e *Entry, uid int) error {
-	f, err := openNoFollow(e.Path)
+	f, fi, err := openRegular(e.Path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
-		return fmt.Errorf("%s is not yours: it belongs to uid %d", e.Path, fi.Sys().(*syscall.Stat_t).Uid)
+	if owner := fileUID(fi); owner != uid {
+		return fmt.Errorf("%s is not yours: it belongs to uid %d", e.Path, owner)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
 		return fmt.Errorf("%s: %w", e.Path, ErrInUse)

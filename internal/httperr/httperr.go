@@ -22,6 +22,7 @@ const (
 	BadGateway               // 502: an agent cannot be reached
 	Unavailable              // 503: Podman, MUNGE or Slurm cannot answer
 	Timeout                  // 504: an agent did not answer in time
+	TooMany                  // 429: the caller has too much waiting already
 )
 
 // Error is an error whose message is written for the user.
@@ -52,6 +53,7 @@ var statuses = map[Kind]int{
 	BadGateway:   http.StatusBadGateway,
 	Unavailable:  http.StatusServiceUnavailable,
 	Timeout:      http.StatusGatewayTimeout,
+	TooMany:      http.StatusTooManyRequests,
 }
 
 // Status maps an error to its HTTP status code; this is the only place

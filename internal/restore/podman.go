@@ -92,6 +92,29 @@ func (c PodmanCLI) Tag(ctx context.Context, image, name string) error {
 	return err
 }
 
+// ImageID runs `podman image inspect` for the id of the image name names.
+func (c PodmanCLI) ImageID(ctx context.Context, name string) (string, error) {
+	if _, err := c.run(ctx, nil, "image", "exists", name); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 1 {
+			return "", nil // no such image
+		}
+		return "", err
+	}
+	out, err := c.run(ctx, nil, "image", "inspect", "--format", "{{.Id}}", name)
+	if err != nil {
+		return "", err
+	}
+	// The output may carry Podman's warnings too: the id is the line of
+	// 64 hex digits.
+	for _, line := range strings.Split(out, "\n") {
+		if line = strings.TrimSpace(line); len(line) == 64 && strings.Trim(line, "0123456789abcdef") == "" {
+			return line, nil
+		}
+	}
+	return "", fmt.Errorf("podman image inspect %s printed no image id: %s", name, strings.TrimSpace(lastLines(out, 3)))
+}
+
 // Remove runs `podman rmi`.
 func (c PodmanCLI) Remove(ctx context.Context, image string) error {
 	_, err := c.run(ctx, nil, "rmi", image)

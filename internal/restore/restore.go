@@ -32,6 +32,8 @@ type Podman interface {
 	Tag(ctx context.Context, image, name string) error
 	// Remove removes an image (by name or id) again.
 	Remove(ctx context.Context, image string) error
+	// ImageID is the id of the image name names, "" if none does.
+	ImageID(ctx context.Context, name string) (string, error)
 	// Pull pulls ref from its registry.
 	Pull(ctx context.Context, ref string, opts PullOptions) error
 }
@@ -48,23 +50,31 @@ type Result struct {
 	// Source is the archive path or registry reference restored from.
 	Source string `json:"source"`
 	// Image is the name to `podman run`: the --name given, or the one the
-	// archive or reference carries.
+	// archive or reference carries (for an archive whose name already
+	// belongs to another image of the user's, the image's id).
 	Image string `json:"image"`
+	// ID is the restored image's id (archives only).
+	ID string `json:"id,omitempty"`
 	// Loaded are the names Podman reported for what it loaded.
 	Loaded []string `json:"loaded,omitempty"`
 	// SHA256 is the verified digest of the archive (archives only).
 	SHA256 string `json:"sha256,omitempty"`
 	// Sidecar is the archive's description (archives only).
 	Sidecar *api.Sidecar `json:"sidecar,omitempty"`
-	// Warnings say what went wrong that did not stop the restore.
+	// Warnings say what the restore left alone, and why.
 	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Archive verifies the archive at path against its sidecar and, only if it
-// matches, loads it into p: as it is when the freeze wrote the dual OCI
-// and docker layout (every archive whose sidecar names its method; every
-// Podman loads those compressed), decompressed on the fly for an older
-// pure docker-archive (which Podman 4.3 cannot load compressed). name, if set, is given to the image as well.
+// matches, loads it into p, decompressing on the fly (Podman 4.3 cannot
+// load compressed docker-archives itself). The archive and its sidecar
+// must be the caller's own files (archives.Open).
+//
+// The image is loaded without any of the names the archive carries, so
+// that loading it can never move a name the user already has: it is then
+// given the name its sidecar recorded, unless that name already belongs to
+// another image of the user's (which is left alone, with a warning), and
+// name, if set, which moves it if need be (the user asked).
 func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) {
 	if name != "" {
 		if _, err := registry.ParseRef(name); err != nil {
@@ -82,19 +92,29 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 	if err := archives.Verify(ctx, f, sc); err != nil {
 		return nil, err
 	}
+	recorded := ""
+	if ref, err := registry.ParseRef(sc.Image); err == nil {
+		recorded = ref.String()
+	}
+	holder := ""
+	if recorded != "" {
+		if holder, err = p.ImageID(ctx, recorded); err != nil {
+			return nil, fmt.Errorf("look for the image %s in your Podman: %w", recorded, err)
+		}
+	}
 	// And hashed again as it is loaded: a file changed between the two
 	// reads is caught too, and what was loaded from it removed.
 	h := archives.NewHasher(f)
-	var stream io.Reader = h
-	if sc.Method == "" {
-		// Written before the dual layout: a pure docker-archive.
-		gz, err := pgzip.NewReader(h)
-		if err != nil {
-			return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)
-		}
-		defer gz.Close()
-		stream = gz
+	// Decompressed here for every layout (the dual OCI and docker layout a
+	// freeze writes, and older pure docker-archives, which Podman 4.3
+	// cannot load compressed), so that the names can be taken out.
+	gz, err := pgzip.NewReader(h)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a gzip-compressed archive: %w", path, err)
 	}
+	defer gz.Close()
+	stream := untag(gz)
+	defer stream.Close()
 	loaded, err := p.Load(ctx, stream)
 	if err != nil {
 		return nil, fmt.Errorf("load %s into Podman: %w", path, err)
@@ -109,9 +129,20 @@ func Archive(ctx context.Context, p Podman, path, name string) (*Result, error) 
 		}
 		return nil, fmt.Errorf("%w (it changed while it was being restored; what was loaded from it was removed again)", err)
 	}
-	res := &Result{Source: path, Loaded: loaded, SHA256: sc.SHA256, Sidecar: sc, Image: sc.Image}
-	if res.Image == "" && len(loaded) > 0 {
-		res.Image = loaded[0]
+	res := &Result{Source: path, Loaded: loaded, SHA256: sc.SHA256, Sidecar: sc, ID: stream.id}
+	if res.ID == "" {
+		return nil, fmt.Errorf("%s holds no docker-archive manifest.json: it is not an archive baicommit wrote", path)
+	}
+	res.Image = res.ID
+	switch {
+	case recorded == "":
+	case holder == "" || strings.TrimPrefix(holder, "sha256:") == res.ID:
+		if err := p.Tag(ctx, res.ID, recorded); err != nil {
+			return nil, fmt.Errorf("name the restored image %s: %w", recorded, err)
+		}
+		res.Image = recorded
+	default:
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s already names another image in your Podman (%.12s), so it was left as it is: the restored image is %.12s; give --name NAME:TAG to name it", recorded, strings.TrimPrefix(holder, "sha256:"), res.ID))
 	}
 	// Retention can keep what was used lately.
 	if err := archives.RecordUse(archives.SidecarPath(path), time.Now()); err != nil {
@@ -149,7 +180,11 @@ func tagAs(ctx context.Context, p Podman, res *Result, name string) (*Result, er
 	if res.Image == "" {
 		return nil, errors.New("podman did not say what it loaded; cannot name it")
 	}
-	if err := p.Tag(ctx, res.Image, name); err != nil {
+	image := res.Image
+	if res.ID != "" {
+		image = res.ID
+	}
+	if err := p.Tag(ctx, image, name); err != nil {
 		return nil, fmt.Errorf("name the restored image %s: %w", name, err)
 	}
 	res.Image = name

@@ -1,6 +1,8 @@
 package restore
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -30,6 +32,12 @@ type fakePodman struct {
 	removed  []string
 	// afterLoad runs once Load has read its stream.
 	afterLoad func()
+	// ids are the images the user's names name already.
+	ids map[string]string
+}
+
+func (f *fakePodman) ImageID(_ context.Context, name string) (string, error) {
+	return f.ids[name], nil
 }
 
 func (f *fakePodman) Load(_ context.Context, r io.Reader) ([]string, error) {
@@ -60,32 +68,128 @@ func (f *fakePodman) Pull(_ context.Context, ref string, opts PullOptions) error
 	return nil
 }
 
+// imageID is the config digest of the test archives' image.
+var imageID = strings.Repeat("ab", 32)
+
+// dockerArchive is a docker-archive tar naming its image tags, with a
+// layer holding payload (and, as an OCI layout too, an index.json).
+func dockerArchive(t *testing.T, payload string, tags ...string) []byte {
+	t.Helper()
+	manifest, _ := json.Marshal([]map[string]any{{"Config": imageID + ".json", "RepoTags": tags, "Layers": []string{"layer.tar"}}})
+	index := `{"schemaVersion":2,"manifests":[{"digest":"sha256:` + imageID + `","annotations":{"org.opencontainers.image.ref.name":"v1","io.containerd.image.name":"` + strings.Join(tags, ",") + `","other":"kept"}}]}`
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct{ name, body string }{
+		{"layer.tar", payload}, {imageID + ".json", "{}"}, {"index.json", index},
+		{"repositories", `{"localhost/alice/box":{"v1":"x"}}`}, {"manifest.json", string(manifest)},
+	} {
+		assert.NilError(t, tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.body)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte(f.body))
+		assert.NilError(t, err)
+	}
+	assert.NilError(t, tw.Close())
+	return buf.Bytes()
+}
+
 // writeArchive writes a gzip archive of payload with its sidecar.
 func writeArchive(t *testing.T, payload string) string {
 	t.Helper()
-	return archivetest.Write(t, t.TempDir(), "box", archivetest.Gzip(t, []byte(payload)), api.Sidecar{Image: "localhost/alice/box:v1"})
+	return archivetest.Write(t, t.TempDir(), "box", archivetest.Gzip(t, dockerArchive(t, payload, "localhost/alice/box:v1")), api.Sidecar{Image: "localhost/alice/box:v1"})
+}
+
+// entries reads a tar stream Podman got: names and contents.
+func entries(t *testing.T, b []byte) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		assert.NilError(t, err)
+		body, err := io.ReadAll(tr)
+		assert.NilError(t, err)
+		out[hdr.Name] = string(body)
+	}
 }
 
 func TestArchive(t *testing.T) {
-	path := writeArchive(t, "docker-archive tar stream")
-	p := &fakePodman{names: []string{"localhost/alice/box:v1"}}
+	path := writeArchive(t, "layer bytes")
+	p := &fakePodman{names: []string{"sha256:" + imageID}}
 	res, err := Archive(context.Background(), p, path, "")
 	assert.NilError(t, err)
-	// Podman gets the decompressed stream (Podman 4.3 cannot gunzip it).
+	// Podman gets the decompressed stream (Podman 4.3 cannot gunzip it),
+	// with no name in it; the name is given after, by the restore.
 	assert.Assert(t, is.Len(p.loaded, 1))
-	assert.Check(t, is.Equal(string(p.loaded[0]), "docker-archive tar stream"))
+	got := entries(t, p.loaded[0])
+	assert.Check(t, is.Equal(got["layer.tar"], "layer bytes"))
+	assert.Check(t, is.Equal(got["manifest.json"], `[{"Config":"`+imageID+`.json","Layers":["layer.tar"]}]`))
+	assert.Check(t, is.Equal(got["index.json"], `{"manifests":[{"annotations":{"other":"kept"},"digest":"sha256:`+imageID+`"}],"schemaVersion":2}`))
+	_, ok := got["repositories"]
+	assert.Check(t, !ok, "the legacy repositories file names images too")
 	assert.Check(t, is.Equal(res.Image, "localhost/alice/box:v1"))
-	assert.Check(t, is.Len(p.tags, 0))
+	assert.Check(t, is.Equal(res.ID, imageID))
+	assert.Check(t, is.DeepEqual(p.tags, [][2]string{{imageID, "localhost/alice/box:v1"}}))
 	assert.Check(t, is.Len(res.SHA256, 64))
 
+	p.tags = nil
 	res, err = Archive(context.Background(), p, path, "me/restored:v2")
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(res.Image, "me/restored:v2"))
-	assert.Check(t, is.DeepEqual(p.tags, [][2]string{{"localhost/alice/box:v1", "me/restored:v2"}}))
+	assert.Check(t, is.DeepEqual(p.tags, [][2]string{{imageID, "localhost/alice/box:v1"}, {imageID, "me/restored:v2"}}))
+}
+
+// A name the sidecar records that already names another of the user's
+// images is left alone: only --name moves a name. The same image already
+// under that name is named again (nothing moves).
+func TestArchiveNeverMovesANameUnasked(t *testing.T) {
+	path := writeArchive(t, "layer bytes")
+	other := strings.Repeat("cd", 32)
+	for _, tc := range []struct {
+		name, holder, ask string
+		tags              [][2]string
+		image, warning    string
+	}{
+		{name: "taken by another image", holder: other, image: imageID,
+			warning: "localhost/alice/box:v1 already names another image in your Podman (cdcdcdcdcdcd), so it was left as it is"},
+		{name: "taken, --name given", holder: other, ask: "localhost/alice/box:v1",
+			tags: [][2]string{{imageID, "localhost/alice/box:v1"}}, image: "localhost/alice/box:v1",
+			warning: "already names another image"},
+		{name: "the same image", holder: "sha256:" + imageID,
+			tags: [][2]string{{imageID, "localhost/alice/box:v1"}}, image: "localhost/alice/box:v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &fakePodman{ids: map[string]string{"localhost/alice/box:v1": tc.holder}}
+			res, err := Archive(context.Background(), p, path, tc.ask)
+			assert.NilError(t, err)
+			assert.Check(t, is.DeepEqual(p.tags, tc.tags))
+			assert.Check(t, is.Equal(res.Image, tc.image))
+			if tc.warning == "" {
+				assert.Check(t, is.Len(res.Warnings, 0))
+			} else {
+				assert.Check(t, is.Contains(strings.Join(res.Warnings, "\n"), tc.warning))
+			}
+		})
+	}
+}
+
+// An archive that holds several images, or is no docker-archive, is not
+// one baicommit wrote.
+func TestArchiveNotOurs(t *testing.T) {
+	manifest := `[{"Config":"` + imageID + `.json"},{"Config":"` + imageID + `.json"}]`
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	assert.NilError(t, tw.WriteHeader(&tar.Header{Name: "manifest.json", Mode: 0o644, Size: int64(len(manifest))}))
+	_, _ = tw.Write([]byte(manifest))
+	assert.NilError(t, tw.Close())
+	path := archivetest.Write(t, t.TempDir(), "two", archivetest.Gzip(t, buf.Bytes()), api.Sidecar{})
+	_, err := Archive(context.Background(), &fakePodman{}, path, "")
+	assert.Check(t, is.ErrorContains(err, "lists 2 images"))
 }
 
 func TestArchiveRefusedBeforeLoading(t *testing.T) {
-	path := writeArchive(t, "docker-archive tar stream")
+	path := writeArchive(t, "layer bytes")
 	b, err := os.ReadFile(path)
 	assert.NilError(t, err)
 	b[len(b)/2] ^= 0x01
@@ -193,15 +297,20 @@ func TestArchiveChangedWhileLoading(t *testing.T) {
 	assert.Check(t, errors.As(err, &mm))
 }
 
-// An archive the direct freeze wrote (an OCI layout that every Podman
-// loads compressed) reaches Podman as it is, still hashed on the way.
-func TestArchiveDirectLoadsCompressed(t *testing.T) {
-	gz := archivetest.Gzip(t, []byte("oci layout and docker-archive"))
+// An archive the direct freeze wrote (the dual OCI and docker layout)
+// reaches Podman like any other: decompressed, still hashed on the way,
+// with the names of both its manifest.json and its index.json taken out.
+func TestArchiveDirectLayoutUntagged(t *testing.T) {
+	gz := archivetest.Gzip(t, dockerArchive(t, "direct layer", "localhost/alice/box:v1"))
 	path := archivetest.Write(t, t.TempDir(), "box", gz, api.Sidecar{Image: "localhost/alice/box:v1", Method: api.MethodDirect})
-	p := &fakePodman{names: []string{"localhost/alice/box:v1"}}
+	p := &fakePodman{names: []string{"sha256:" + imageID}}
 	res, err := Archive(context.Background(), p, path, "")
 	assert.NilError(t, err)
 	assert.Assert(t, is.Len(p.loaded, 1))
-	assert.Check(t, is.DeepEqual(p.loaded[0], gz))
+	got := entries(t, p.loaded[0])
+	assert.Check(t, is.Equal(got["layer.tar"], "direct layer"))
+	assert.Check(t, !strings.Contains(got["manifest.json"], "RepoTags"), got["manifest.json"])
+	assert.Check(t, !strings.Contains(got["index.json"], "ref.name"), got["index.json"])
 	assert.Check(t, is.Equal(res.Image, "localhost/alice/box:v1"))
+	assert.Check(t, is.DeepEqual(p.tags, [][2]string{{imageID, "localhost/alice/box:v1"}}))
 }

@@ -76,8 +76,8 @@ func TestOpenDirCreatesMissingComponents(t *testing.T) {
 	assert.Check(t, is.Equal(fi.Mode(), rootBefore.Mode()))
 }
 
-// Directories are shared with the owner's group (0750): like archive_mode
-// for files, that should not depend on the helper's umask.
+// Directories are the owner's alone (0700): like archive_mode for files,
+// that does not depend on the helper's umask.
 func TestOpenDirModeIgnoresUmask(t *testing.T) {
 	withUmask(t, 0o077)
 	root := t.TempDir()
@@ -266,6 +266,8 @@ func TestCreateWriteCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			withUmask(t, tc.umask)
 			root := t.TempDir()
+			// A save root others cannot write to (the umask would decide).
+			assert.NilError(t, os.Chmod(root, 0o755))
 			dir := filepath.Join(root, "alice")
 			d := openDir(t, root, dir)
 			data := randomBytes(t, tc.size)
@@ -611,4 +613,40 @@ func TestRemoveSymlink(t *testing.T) {
 	assert.Check(t, is.DeepEqual(names(t, root), []string{}))
 	_, err := os.Stat(victim)
 	assert.Check(t, err)
+}
+
+// A directory others may write to without the sticky bit is refused,
+// saying how to fix it; nothing is created below it.
+func TestOpenDirRefusesDirectoriesOthersCanWrite(t *testing.T) {
+	withUmask(t, 0)
+	root := t.TempDir()
+	assert.NilError(t, os.Chmod(root, 0o755))
+	assert.NilError(t, os.Mkdir(filepath.Join(root, "alice"), 0o777))
+	_, err := safefile.OpenDir(root, filepath.Join(root, "alice", "2025"), true)
+	assert.Check(t, errors.Is(err, safefile.ErrUntrusted), "got %v", err)
+	assert.Check(t, is.ErrorContains(err, "chmod go-w "+filepath.Join(root, "alice")))
+	assert.Check(t, is.DeepEqual(names(t, filepath.Join(root, "alice")), []string{}))
+
+	// A save root everyone can write to needs the sticky bit.
+	assert.NilError(t, os.Chmod(root, 0o777))
+	_, err = safefile.OpenDir(root, filepath.Join(root, "bob"), true)
+	assert.Check(t, is.ErrorContains(err, "chmod +t "+root))
+	assert.NilError(t, os.Chmod(root, os.ModeSticky|0o777))
+	openDir(t, root, filepath.Join(root, "bob"))
+}
+
+// MakeDir creates directories with the mode asked for, keeping the
+// setgid bit (and so the group) of a project directory.
+func TestMakeDirModeAndSetgid(t *testing.T) {
+	withUmask(t, 0o077)
+	root := t.TempDir()
+	assert.NilError(t, os.Chmod(root, os.ModeSetgid|0o770))
+	d, err := safefile.MakeDir(root, filepath.Join(root, "alice", "x"), 0o750)
+	assert.NilError(t, err)
+	d.Close()
+	for _, p := range []string{"alice", "alice/x"} {
+		fi, err := os.Lstat(filepath.Join(root, p))
+		assert.NilError(t, err)
+		assert.Check(t, is.Equal(fi.Mode()&(os.ModePerm|os.ModeSetgid), 0o750|os.ModeSetgid), p)
+	}
 }

@@ -109,3 +109,38 @@ func TestLoadKey(t *testing.T) {
 	_, err = NewSigner([]byte("short"))
 	assert.ErrorContains(t, err, "at least 32")
 }
+
+// A session revoked on one replica is revoked on another that shares the
+// directory; a revocation ends with its session.
+func TestRevocations(t *testing.T) {
+	dir := t.TempDir()
+	assert.NilError(t, os.Chmod(dir, 0o700))
+	one, err := NewRevocations(dir)
+	assert.NilError(t, err)
+	two, err := NewRevocations(dir)
+	assert.NilError(t, err)
+	alone, err := NewRevocations("")
+	assert.NilError(t, err)
+	now := time.Now()
+	s := New(1000, "alice", time.Hour, now)
+	other := New(1000, "alice", time.Hour, now)
+	for _, rv := range []*Revocations{one, two, alone} {
+		assert.Check(t, !rv.Revoked(s.ID, now))
+	}
+	assert.NilError(t, one.Revoke(s, now))
+	assert.NilError(t, alone.Revoke(s, now))
+	for _, rv := range []*Revocations{one, two, alone} {
+		assert.Check(t, rv.Revoked(s.ID, now))
+		assert.Check(t, !rv.Revoked(other.ID, now))
+		assert.Check(t, !rv.Revoked(s.ID, s.Expires), "a revocation outlives its session")
+	}
+	// Expired revocations are pruned from the directory.
+	assert.NilError(t, one.Revoke(other, s.Expires.Add(2*pruneEvery)))
+	ents, err := os.ReadDir(dir)
+	assert.NilError(t, err)
+	assert.Check(t, is.Len(ents, 1))
+
+	assert.NilError(t, os.Chmod(dir, 0o777))
+	_, err = NewRevocations(dir)
+	assert.Check(t, is.ErrorContains(err, "writable by it alone"))
+}

@@ -69,7 +69,7 @@ func TestArchivesThroughTheManager(t *testing.T) {
 	// first user to freeze creates it, and it is theirs).
 	siteDir := filepath.Join(c.save, "site", alice)
 	assert.NilError(t, os.Mkdir(filepath.Dir(siteDir), 0o777))
-	assert.NilError(t, os.Chmod(filepath.Dir(siteDir), 0o1777))
+	assert.NilError(t, os.Chmod(filepath.Dir(siteDir), os.ModeSticky|0o777))
 	ctr := session(t, alice, "echo listed > /root/listed.txt")
 
 	r := m.cli(t, alice, "commit", "--node", "bcn2", "--wait", "--json", ctr)

@@ -91,7 +91,11 @@ func TestFreezeRunningSession(t *testing.T) {
 	var st syscall.Stat_t
 	assert.NilError(t, syscall.Stat(path, &st))
 	assert.Equal(t, st.Uid, uidOf(t, alice), "archive must belong to the session's owner")
-	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o640))
+	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o600))
+	// The directory made for it is the owner's alone, whatever their group.
+	assert.NilError(t, syscall.Stat(filepath.Dir(path), &st))
+	assert.Equal(t, st.Uid, uidOf(t, alice))
+	assert.Equal(t, os.FileMode(st.Mode).Perm(), os.FileMode(0o700))
 	for _, n := range listDir(t, filepath.Dir(path)) {
 		assert.Assert(t, !strings.HasSuffix(n, ".partial"), "leftover temporary file %s", n)
 	}
@@ -284,7 +288,13 @@ func TestAgentKilledMidExport(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Equal(t, got.State, api.StateFailed)
 	assert.Check(t, is.Contains(got.Error, "agent restarted"))
-	assert.Check(t, is.Len(listDir(t, dir), 0), "the temporary file must be removed after the restart")
+	// In the background: the agent serves before its clean-ups are done.
+	poll.WaitOn(t, func(poll.LogT) poll.Result {
+		if left := listDir(t, dir); len(left) > 0 {
+			return poll.Continue("the temporary file must be removed after the restart: %v", left)
+		}
+		return poll.Success()
+	}, poll.WithTimeout(30*time.Second))
 	// So is the intermediate image the dead agent had committed.
 	poll.WaitOn(t, func(poll.LogT) poll.Result {
 		if left := podman(t, alice, "images", "-q", "--filter", "label=io.baicommit.task="+task.ID); left != "" {
@@ -416,8 +426,7 @@ func TestDeadPodman(t *testing.T) {
 		a := newAgent(t, withKey("freeze_method", `"commit"`)).start()
 		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
 		task := a.freezeUntil(t, alice, ctr, api.PhaseCommitting)
-		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
-		assert.NilError(t, err, "no transient podman service to kill: %s", out)
+		assert.Assert(t, killServices(filepath.Join(a.dir, "run"), syscall.SIGKILL) > 0, "no transient podman service to kill")
 
 		done := a.waitTask(t, task.ID)
 		assert.Equal(t, done.State, api.StateFailed)
@@ -433,8 +442,7 @@ func TestDeadPodman(t *testing.T) {
 		a := newAgent(t).start()
 		ctr := session(t, alice, "busybox dd if=/dev/urandom of=/data bs=1M count=300 2>/dev/null")
 		task := a.freezeUntil(t, alice, ctr, api.PhaseExporting)
-		out, err := rootCmd("pkill", "-KILL", "-f", filepath.Join(a.dir, "run"))
-		assert.NilError(t, err, "no transient podman service to kill: %s", out)
+		assert.Assert(t, killServices(filepath.Join(a.dir, "run"), syscall.SIGKILL) > 0, "no transient podman service to kill")
 		done := a.waitTask(t, task.ID)
 		assert.Equal(t, done.State, api.StateSucceeded, done.Error)
 		img := loadArchive(t, alice, done.Archive.Path)
@@ -461,9 +469,10 @@ func TestAgentStoppedMidExport(t *testing.T) {
 }
 
 // TestKeepImageAndArchiveMode: with keep_image the frozen image stays in
-// the user's Podman under its name; archive_mode sets the files' mode.
+// the user's Podman under its name; archive_mode sets the files' mode, and
+// the directories' follows (a project group's 0640: 0750).
 func TestKeepImageAndArchiveMode(t *testing.T) {
-	a := newAgent(t, withKey("keep_image", "true"), withKey("archive_mode", `"0600"`)).start()
+	a := newAgent(t, withKey("keep_image", "true"), withKey("archive_mode", `"0640"`)).start()
 	ctr := session(t, alice, "echo kept > /root/k.txt")
 	task, r := commitJSON(t, a, alice, "--tag", "localhost/alice/kept:1", ctr)
 	assert.Equal(t, task.State, api.StateSucceeded, "%s", r)
@@ -474,8 +483,11 @@ func TestKeepImageAndArchiveMode(t *testing.T) {
 	for _, p := range []string{task.Archive.Path, task.Archive.Sidecar} {
 		fi, err := os.Stat(p)
 		assert.NilError(t, err)
-		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o600)), p)
+		assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o640)), p)
 	}
+	fi, err := os.Stat(filepath.Dir(task.Archive.Path))
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(fi.Mode().Perm(), os.FileMode(0o750)))
 }
 
 // TestSaveThroughSupplementaryGroup: a save location that the owner may

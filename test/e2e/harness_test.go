@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,8 @@ const (
 var bins struct{ dir, agent, cli, manager, sim string }
 
 func TestMain(m *testing.M) {
+	// Started again as a test user to attack (attacker_test.go).
+	runAttacker()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "!!! e2e: these tests need root (they start the agent and act as test users); run scripts/test.sh as root")
 		os.Exit(1)
@@ -55,6 +58,9 @@ func TestMain(m *testing.M) {
 	}
 	if err == nil {
 		err = installBinaries(dir)
+	}
+	if err == nil {
+		err = installAttacker(dir)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "!!! e2e:", err)
@@ -209,7 +215,7 @@ func newAgent(t *testing.T, opts ...agentOpt) *agentProc {
 	a := &agentProc{t: t, dir: dir, sock: filepath.Join(dir, "agent.sock"), cfgPath: filepath.Join(dir, "agent.toml"),
 		save: filepath.Join(dir, "save")}
 	assert.NilError(t, os.Mkdir(a.save, 0o777))
-	assert.NilError(t, os.Chmod(a.save, 0o1777))
+	assert.NilError(t, os.Chmod(a.save, os.ModeSticky|0o777))
 	cfg := map[string]string{
 		"node_name":              strconv.Quote(node),
 		"state_dir":              strconv.Quote(filepath.Join(dir, "state")),
@@ -230,7 +236,7 @@ func newAgent(t *testing.T, opts ...agentOpt) *agentProc {
 		a.stop()
 		// Transient Podman services this agent started exit when idle;
 		// do not leave them for the next test.
-		exec.Command("pkill", "-f", filepath.Join(dir, "run")).Run()
+		killServices(filepath.Join(dir, "run"), syscall.SIGTERM)
 		if t.Failed() {
 			t.Logf("agent log:\n%s", a.log)
 		}
@@ -362,6 +368,31 @@ func listDir(t *testing.T, dir string) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// killServices sends sig to the Podman services an agent started below
+// runDir (and their children), found by the variable the agent gives
+// them, and returns how many processes it signalled.
+func killServices(runDir string, sig syscall.Signal) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("\x00BAICOMMIT_PODMAN_SOCKET="+runDir+"/")) && !bytes.HasPrefix(b, []byte("BAICOMMIT_PODMAN_SOCKET="+runDir+"/")) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err == nil && syscall.Kill(pid, sig) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// ownedBy reports whether fi belongs to uid.
+func ownedBy(fi os.FileInfo, uid uint32) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == uid
 }
 
 // rootCmd runs a command as root and returns its combined output.

@@ -72,7 +72,7 @@ func newCluster(t *testing.T, nodes []string, replicas int, extraAgents map[stri
 	t.Helper()
 	save, err := os.MkdirTemp("", "baicommit-e2e-shared-")
 	assert.NilError(t, err)
-	assert.NilError(t, os.Chmod(save, 0o1777))
+	assert.NilError(t, os.Chmod(save, os.ModeSticky|0o777))
 	t.Cleanup(func() { os.RemoveAll(save) })
 	c := &cluster{save: save, agents: map[string]*agentProc{}, urls: map[string]string{}}
 	for _, n := range nodes {

@@ -223,7 +223,7 @@ func TestPushArchiveWithoutPodman(t *testing.T) {
 	// The sidecar was replaced by its owner and kept its mode.
 	fi, err := os.Stat(task.Archive.Sidecar)
 	assert.NilError(t, err)
-	assert.Equal(t, fi.Mode().Perm(), os.FileMode(0o640))
+	assert.Equal(t, fi.Mode().Perm(), os.FileMode(0o600))
 	assert.Check(t, !strings.Contains(pr.stdout+pr.stderr, reg.pass))
 	for _, n := range listDir(t, filepath.Dir(task.Archive.Path)) {
 		assert.Check(t, !strings.HasSuffix(n, ".partial"), "leftover %s", n)

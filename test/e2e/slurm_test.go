@@ -84,7 +84,7 @@ func newSlurmJobs(t *testing.T, a *agentProc, epilogArgs ...string) *slurmJobs {
 	}
 	s := &slurmJobs{t: t, a: a, node: node, dir: filepath.Join(a.dir, "jobs")}
 	assert.NilError(t, os.Mkdir(s.dir, 0o777))
-	assert.NilError(t, os.Chmod(s.dir, 0o1777))
+	assert.NilError(t, os.Chmod(s.dir, os.ModeSticky|0o777))
 	s.log = filepath.Join(a.dir, "epilog.log")
 	s.done = filepath.Join(a.dir, "epilog.done")
 	s.syslog = listenSyslog(t, filepath.Join(a.dir, "syslog.sock"))

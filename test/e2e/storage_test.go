@@ -3,7 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"os"
-		"path/filepath"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -325,4 +326,30 @@ func TestUserExclusions(t *testing.T) {
 	task, r = commitJSON(t, a, alice, ctr)
 	assert.Check(t, is.Equal(task.State, api.StateFailed), "%s", r)
 	assert.Check(t, is.Contains(task.Error, "/.config/baicommit/exclude line 2: pattern \"relative/bad\""), task.Error)
+}
+
+// A before-freeze command that does not end is killed with its owner's
+// rights alone: bob's Podman naming a process of root's as the command's
+// gets that process nothing, and his freeze's hung attach is let go.
+func TestHostilePodmanCannotAimTheKill(t *testing.T) {
+	withRuntimeDir(t)
+	victim := exec.Command("sleep", "300")
+	assert.NilError(t, victim.Start())
+	ended := make(chan struct{})
+	go func() { victim.Wait(); close(ended) }()
+	t.Cleanup(func() { victim.Process.Kill(); <-ended })
+	a := newAgent(t, withKey("before_freeze_timeout", `"2s"`)).start()
+	fakePodmanOf(t, bob, fakeSpec{ExecPID: victim.Process.Pid, Containers: []fakeContainer{{ID: fakeID(1), Name: "box", Image: baseImage}}})
+	task, r := commitJSON(t, a, bob, "--before", "busybox sleep 1000", "box")
+	assert.Assert(t, task.State == api.StateFailed || task.State == api.StateSucceeded, "%s", r)
+	assert.Assert(t, is.Len(task.Before, 1), "%s", r)
+	assert.Check(t, is.Contains(task.Before[0].Error, "did not end within 2s and was killed"))
+	time.Sleep(200 * time.Millisecond) // a kill would have been reaped by now
+	select {
+	case <-ended:
+		t.Errorf("root's process %d was killed on bob's Podman's word", victim.Process.Pid)
+	default:
+	}
+	assert.Check(t, is.Contains(a.log.String(), "could not end a before-freeze command"))
+	assert.Check(t, is.Contains(a.log.String(), "operation not permitted"))
 }

@@ -143,7 +143,7 @@ func (helpers) Run(ctx context.Context, u *identity.User, spec messages.Spec, em
 		// files; what reading containers-storage costs is not simulated.
 		return writeArchive(u, spec, emit)
 	case messages.OpList:
-		entries, warnings, err := archives.List(ctx, spec.Dir, archives.OfUID(u.UID))
+		entries, warnings, err := archives.List(ctx, spec.Dir, u.UID)
 		if errors.Is(err, fs.ErrNotExist) {
 			entries, warnings, err = nil, nil, nil
 		}
