@@ -122,6 +122,45 @@ type FreezeRequest struct {
 	// Push, when set, pushes the frozen image to a registry once the
 	// archive is written.
 	Push *PushRequest `json:"push,omitempty"`
+	// Format is what the freeze writes: FormatArchive, FormatStore or
+	// FormatBoth; empty means the site's default. The site says which
+	// formats may be asked for.
+	Format string `json:"format,omitempty"`
+	// StorePath is a site-wide layer store path template that the
+	// manager passes on, as SavePath; empty means the agent's store_path.
+	StorePath string `json:"store_path,omitempty"`
+}
+
+// Formats a freeze writes (FreezeRequest.Format, Task.Format).
+const (
+	// FormatArchive is one self-contained .tar.gz (OCI layout and
+	// docker-archive in one) with its .json sidecar.
+	FormatArchive = "archive"
+	// FormatStore writes into the layer store on the shared filesystem
+	// only the blobs it lacks (normally the new layer, the config and
+	// the manifest), and a small OCI image layout for the image.
+	FormatStore = "store"
+	// FormatBoth writes both, from one pass over the layers.
+	FormatBoth = "both"
+)
+
+// AllFormats are all formats, in the order a choice is offered.
+func AllFormats() []string { return []string{FormatArchive, FormatStore, FormatBoth} }
+
+// StoreImage describes an image a freeze wrote into a layer store.
+type StoreImage struct {
+	// Path is the image's OCI layout (STORE/images/NAME): podman pull
+	// oci:PATH and skopeo read it; Sidecar is its sidecar file.
+	Path    string `json:"path"`
+	Sidecar string `json:"sidecar,omitempty"`
+	// Manifest is the digest of the image's manifest.
+	Manifest string `json:"manifest,omitempty"`
+	// Size is what the image's blobs take, shared ones included.
+	Size int64 `json:"size,omitempty"`
+	// Written is what this freeze wrote into the store; Reused counts the
+	// layers it found there already.
+	Written int64 `json:"written,omitempty"`
+	Reused  int   `json:"reused,omitempty"`
 }
 
 // PushRequest asks for the frozen image to be pushed to an OCI registry
@@ -222,6 +261,11 @@ type Task struct {
 	Method string `json:"method,omitempty"`
 	// Exclusions says what the freeze left out of the archive.
 	Exclusions *Exclusions `json:"exclusions,omitempty"`
+
+	// Format is what the freeze writes (FormatArchive, FormatStore,
+	// FormatBoth); Store is the image it wrote into the layer store.
+	Format string      `json:"format,omitempty"`
+	Store  *StoreImage `json:"store,omitempty"`
 }
 
 // Freeze methods (Task.Method, Sidecar.Method).
@@ -317,6 +361,15 @@ type Sidecar struct {
 	// Method is how the archive was made: "direct" (read from the
 	// container's storage) or "commit" (through podman commit).
 	Method string `json:"method,omitempty"`
+
+	// Format is FormatStore for an image in a layer store (whose sidecar
+	// is the baicommit.json inside its layout, Archive the layout's
+	// directory name, SHA256 the hex of its manifest's digest and Size
+	// what its blobs take), empty for an archive.
+	Format string `json:"format,omitempty"`
+	// Written is what the freeze wrote into the layer store for it (the
+	// rest was there already).
+	Written int64 `json:"written,omitempty"`
 }
 
 // Exclusions is what a freeze left out of the container's changes.
@@ -371,6 +424,13 @@ type VersionInfo struct {
 	// filesystem (the part of save_path that depends only on the user),
 	// where `baicommit list` looks for sidecars.
 	SaveDir string `json:"save_dir,omitempty"`
+	// StoreDir is the caller's layer store, where `baicommit list`,
+	// restore, push, export, rm and prune find store images.
+	StoreDir string `json:"store_dir,omitempty"`
+	// Format is the site's default format, Formats those a freeze may
+	// ask for.
+	Format  string   `json:"format,omitempty"`
+	Formats []string `json:"formats,omitempty"`
 }
 
 // NodeStatus is one node as the manager sees it.
