@@ -49,6 +49,10 @@ const (
 // the manager (or root) and lists only below its own save_roots.
 const QuerySavePath = "save_path"
 
+// QueryStorePath carries the site's layer store path template to an
+// agent's RouteArchives, as QuerySavePath does the save path.
+const QueryStorePath = "store_path"
+
 // JobFreezesPath is the route that freezes the sessions of Slurm job job.
 func JobFreezesPath(job string) string { return RouteJobs + job + "/freezes" }
 

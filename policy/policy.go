@@ -49,6 +49,15 @@ type Policy struct {
 	// left out of every freeze with everything below them.
 	Exclude []string `toml:"exclude"`
 
+	// Format is what a freeze writes unless asked otherwise:
+	// api.FormatArchive, api.FormatStore or api.FormatBoth; Formats are
+	// those a request may ask for. StorePath is the layer store's
+	// directory template ({user} {uid} {group}, the owner's primary
+	// group); empty means "store" in the user's save directory.
+	Format    string   `toml:"format"`
+	Formats   []string `toml:"formats"`
+	StorePath string   `toml:"store_path"`
+
 	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
 	// EpilogLabelled, EpilogJob or EpilogOff.
 	EpilogFreeze string `toml:"epilog_freeze"`
@@ -77,6 +86,8 @@ func Default() Policy {
 		ArchiveMode:      "0640",
 		CompressionLevel: 1,
 		FreezeMethod:     FreezeDirect,
+		Format:           api.FormatArchive,
+		Formats:          api.AllFormats(),
 		EpilogFreeze:     EpilogLabelled,
 		EpilogStop:       true,
 		// A copy: decoding a configuration fills this slice in place.
@@ -132,6 +143,9 @@ func (p *Policy) Validate() error {
 	default:
 		return fmt.Errorf("freeze_method %q: want %q (read the container's storage) or %q (podman commit)", p.FreezeMethod, FreezeDirect, FreezeCommit)
 	}
+	if err := p.validateStore(); err != nil {
+		return err
+	}
 	return ValidExclude("exclude", p.Exclude)
 }
 
@@ -172,6 +186,8 @@ func fixedPrefix(tmpl string) string {
 // one that Safe accepts; Expand refuses anything else.
 type Vars struct {
 	User, UID, Node, Job, Container, Task string
+	// Group is the owner's primary group (store_path only).
+	Group string
 	Time                                  time.Time
 }
 
@@ -202,6 +218,8 @@ func (v Vars) lookup(key string) (string, error) {
 		val = v.Container
 	case "task":
 		val = v.Task
+	case "group":
+		val = v.Group
 	case "date":
 		return v.Time.UTC().Format("2006-01-02"), nil
 	case "time":

@@ -1,7 +1,6 @@
 package asowner
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/internal/ociarchive"
 	"github.com/baicommit/baicommit/internal/safefile"
 )
 
@@ -101,12 +101,12 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 	}()
 
 	var read atomic.Int64
-	stopProgress := reportProgress(emit, &read, 0, out)
+	stopProgress := reportProgress(emit, &read, 0, out.Written)
 	defer stopProgress()
-	aw := &archiveWriter{tw: tar.NewWriter(out), mtime: time.Now().UTC()}
+	aw := ociarchive.NewWriter(out, time.Now().UTC())
 	configDigest, werr := rewriteDockerArchive(countingReader{pr, &read}, aw, tagged.String())
 	if werr == nil {
-		werr = aw.tw.Close()
+		werr = aw.Close()
 	}
 	if werr != nil {
 		// Unblock the copy so that it fails instead of waiting on the pipe.

@@ -97,6 +97,28 @@ type Spec struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Comment is the history entry's comment.
 	Comment string `json:"comment,omitempty"`
+
+	// Format is what OpFreeze writes: api.FormatArchive (empty), the
+	// archive Name below Dir; api.FormatStore, an image into LayerStore;
+	// or api.FormatBoth.
+	Format string `json:"format,omitempty"`
+	// LayerStore is the layer store OpFreeze writes into, OpPush pushes
+	// from, and OpRemove cleans up after a task in.
+	LayerStore *LayerStore `json:"layer_store,omitempty"`
+}
+
+// LayerStore names a layer store and what a helper does in it.
+type LayerStore struct {
+	// Root is the save root the store lies below, Dir its directory.
+	Root string `json:"root"`
+	Dir  string `json:"dir"`
+	// Image is the name of the image (a freeze's, or the one to push).
+	Image string `json:"image,omitempty"`
+	// Token names a freeze's hold and temporary files: unique to node
+	// and task.
+	Token string `json:"token,omitempty"`
+	// Level is the gzip level of the new layer.
+	Level int `json:"level,omitempty"`
 }
 
 // Container is what the owner's Podman says of a container, for the image
@@ -167,6 +189,8 @@ type Event struct {
 	ImageID string `json:"image_id,omitempty"`
 	// Exclusions says what OpFreeze left out.
 	Exclusions *api.Exclusions `json:"exclusions,omitempty"`
+	// Store is the image OpFreeze wrote into the layer store.
+	Store *api.StoreImage `json:"store,omitempty"`
 }
 
 // Encoder returns an emit function writing events as JSON lines to w.

@@ -29,6 +29,12 @@ type Record struct {
 	Dir  string `json:"dir,omitempty"`
 	Root string `json:"root,omitempty"`
 	Temp string `json:"temp,omitempty"`
+	// StoreDir and StoreRoot locate the layer store a freeze in format
+	// store or both writes into, StoreToken its hold and temporary files
+	// there.
+	StoreDir   string `json:"store_dir,omitempty"`
+	StoreRoot  string `json:"store_root,omitempty"`
+	StoreToken string `json:"store_token,omitempty"`
 
 	// Stop asks to stop the container first if it still runs (a freeze
 	// at the end of its Slurm job: the job's processes are gone).

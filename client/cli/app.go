@@ -72,6 +72,9 @@ func (e *env) app() *ucli.App {
 			e.pushCommand(),
 			e.restoreCommand(),
 			e.webCommand(),
+			e.exportCommand(),
+			e.rmCommand(),
+			e.pruneCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.

@@ -29,6 +29,7 @@ func (e *env) commitCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "job", Usage: "the Slurm `JOBID` the container belongs to (with --manager, also where it runs)"},
 			&ucli.StringFlag{Name: "node", Usage: "with --manager: the `NODE` the container runs on"},
 			&ucli.StringFlag{Name: "push", Usage: "then push the image to `REF` (REGISTRY/NAME[:TAG]) with your credentials"},
+			formatFlag(),
 		}, registryFlags()...),
 		OnUsageError: onUsageError,
 		Action:       e.commit,
@@ -56,6 +57,7 @@ func (e *env) commit(c *ucli.Context) error {
 		Job:       c.String("job"),
 		Node:      c.String("node"),
 		Push:      push,
+		Format:    c.String("format"),
 	})
 	if err != nil {
 		return err
@@ -120,12 +122,16 @@ func (e *env) follow(ctx context.Context, cl *client.Client, t *api.Task, asJSON
 // printResult describes a successful freeze.
 func printResult(w io.Writer, t *api.Task) {
 	path := "(no archive reported)"
-	if t.Archive != nil {
+	switch {
+	case t.Archive != nil:
 		path = t.Archive.Path
+	case t.Store != nil:
+		path = t.Store.Path
 	}
 	fmt.Fprintf(w, "Froze %s into %s\n", t.Container, path)
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  image:\t%s\n", t.Image)
+	printStoreResult(tw, t)
 	if a := t.Archive; a != nil {
 		if a.Size > 0 {
 			fmt.Fprintf(tw, "  size:\t%s\n", sizeText(a))

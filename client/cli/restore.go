@@ -12,14 +12,17 @@ func (e *env) restoreCommand() *ucli.Command {
 	flags := append(registryFlags(),
 		&ucli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "also name the restored image `NAME:TAG`"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		storeFlag(),
 	)
 	return &ucli.Command{
 		Name:      "restore",
 		Usage:     "load a frozen image into your Podman, to start a new session from it",
-		ArgsUsage: "ARCHIVE|REF",
+		ArgsUsage: "ARCHIVE|STORE-IMAGE|REF",
 		Description: "ARCHIVE (a .tar.gz baicommit wrote) is checked against the sha256 in its\n" +
 			"sidecar first, and refused if it changed since the freeze; then it is\n" +
-			"loaded into your own rootless Podman. REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
+			"loaded into your own rootless Podman. STORE-IMAGE (a layer store image's\n" +
+			"path, or its name in your store) is pulled from its layout, every blob\n" +
+			"checked against its digest. REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
 			"Then start a new session: podman run -it IMAGE",
 		Flags:        flags,
 		OnUsageError: onUsageError,
@@ -37,7 +40,9 @@ func (e *env) restore(c *ucli.Context) error {
 		p.Stderr = nil
 	}
 	var res *restore.Result
-	if restore.IsArchive(arg) {
+	if path, ok := storeImagePath(c, arg); ok {
+		res, err = restore.StoreImage(c.Context, p, path, c.String("name"))
+	} else if restore.IsArchive(arg) {
 		if !c.Bool("json") {
 			fmt.Fprintf(e.stderr, "Checking %s against its sidecar...\n", arg)
 		}

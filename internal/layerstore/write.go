@@ -422,3 +422,14 @@ func (f *Freeze) Close() error {
 	}
 	return removeAllAt(f.s.holds, f.token)
 }
+
+// Scratch is a scratch file of the freeze's own in the store (the list of
+// a new layer's entries), on the shared filesystem rather than the node's
+// disk: created and unlinked at once, so nothing of it is ever visible and
+// it is gone when closed, even after a crash.
+func (f *Freeze) Scratch() (*os.File, error) {
+	f.mu.Lock()
+	temp := f.temp()
+	f.mu.Unlock()
+	return safefile.Scratch(f.s.blobs, temp)
+}
