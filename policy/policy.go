@@ -188,7 +188,7 @@ type Vars struct {
 	User, UID, Node, Job, Container, Task string
 	// Group is the owner's primary group (store_path only).
 	Group string
-	Time                                  time.Time
+	Time  time.Time
 }
 
 // ErrBadName marks a user-supplied name that cannot be used in a path.
