@@ -297,6 +297,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 		return fmt.Errorf("ask the Podman of %s where its images are: %w", u.Name, err)
 	}
 	if a.cfg.FreezeMethod == policy.FreezeCommit {
+		a.archiveOnly(r)
 		return a.freezeByCommit(ctx, conn, r, u, state, st)
 	}
 	err = a.freezeDirect(ctx, conn, r, u, state, st)
@@ -304,14 +305,25 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 	if errors.As(err, &he) && he.unsupported {
 		a.update(r, func(r *taskstore.Record) {
 			r.Warnings = append(r.Warnings, "the container could not be read directly ("+he.msg+"), so it was frozen through podman commit instead")
-			if r.Format != api.FormatArchive {
-				r.Warnings = append(r.Warnings, "the layer store is written by direct freezes only: this one was written as an archive")
-			}
 		})
+		a.archiveOnly(r)
 		a.log.Info("freeze falls back to podman commit", "task", r.ID, "why", he.msg)
 		return a.freezeByCommit(ctx, conn, r, u, state, st)
 	}
 	return err
+}
+
+// archiveOnly notes that a freeze on the commit path writes an archive
+// whatever its format: the layer store is written from the container's
+// storage only.
+func (a *Agent) archiveOnly(r *taskstore.Record) {
+	if r.Format == api.FormatArchive {
+		return
+	}
+	a.update(r, func(r *taskstore.Record) {
+		r.Warnings = append(r.Warnings, "the layer store is written by direct freezes only: this one was written as an archive")
+		r.Format = api.FormatArchive
+	})
 }
 
 // freezeDirect has the owner-side helper write the archive straight from

@@ -27,8 +27,15 @@ func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Ide
 		return
 	}
 	target := api.RouteArchives
+	q := url.Values{}
 	if m.cfg.SavePath != "" {
-		target += "?" + url.Values{api.QuerySavePath: {m.cfg.SavePath}}.Encode()
+		q.Set(api.QuerySavePath, m.cfg.SavePath)
+	}
+	if m.cfg.StorePath != "" {
+		q.Set(api.QueryStorePath, m.cfg.StorePath)
+	}
+	if len(q) > 0 {
+		target += "?" + q.Encode()
 	}
 	list, node, err := firstAnswer(r.Context(), nodes, func(ctx context.Context, node string) (api.ArchiveList, error) {
 		return getJSON[api.ArchiveList](ctx, m, node, target, id.UID)

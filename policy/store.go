@@ -44,7 +44,7 @@ func (p *Policy) ChooseFormat(want string) (string, error) {
 		return p.Format, nil
 	}
 	if !slices.Contains(p.Formats, want) {
-		return "", fmt.Errorf("%w: format %q is not offered here; choose one of %s", ErrBadName, want, strings.Join(p.Formats, ", "))
+		return "", fmt.Errorf("format %q is not offered here; choose one of %s", want, strings.Join(p.Formats, ", "))
 	}
 	return want, nil
 }

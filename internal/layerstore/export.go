@@ -3,6 +3,7 @@ package layerstore
 import (
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -94,7 +95,14 @@ func (s *Store) layerStream(ctx context.Context, l imgspecv1.Descriptor, diffID 
 	h := digest.SHA256.Hash()
 	n, err := io.Copy(io.MultiWriter(w, h), r)
 	if err != nil {
-		return n, err
+		if l.MediaType == MediaTypeLayerGzip {
+			// A damaged blob is most often why it does not decompress:
+			// say so when its digest shows it.
+			if _, derr := io.Copy(io.Discard, br); errors.Is(derr, ErrDamaged) {
+				return n, derr
+			}
+		}
+		return n, fmt.Errorf("blob %s: %w", l.Digest, err)
 	}
 	if l.MediaType == MediaTypeLayerGzip {
 		// The gzip stream may end before the file does: read the blob to
