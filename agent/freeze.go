@@ -144,7 +144,10 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	if storeDir != "" {
 		rec.StoreToken = "baicommit-" + taskToken(id) + "." + a.cfg.NodeName
 	}
-	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
+	rec.Planned = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
+	if format != api.FormatStore {
+		rec.Archive = &api.Archive{Path: rec.Planned.Path, Sidecar: rec.Planned.Sidecar}
+	}
 	o.apply(rec, ctr)
 
 	a.mu.Lock()
@@ -163,7 +166,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	cp := clone(rec).Task
 	a.mu.Unlock()
 
-	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.Name(), "archive", rec.Archive.Path)
+	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.Name(), "archive", rec.Planned.Path, "format", format)
 	a.Activity.Begin()
 	a.wg.Add(1)
 	go func() {
@@ -323,6 +326,7 @@ func (a *Agent) archiveOnly(r *taskstore.Record) {
 	a.update(r, func(r *taskstore.Record) {
 		r.Warnings = append(r.Warnings, "the layer store is written by direct freezes only: this one was written as an archive")
 		r.Format = api.FormatArchive
+		r.Archive = &api.Archive{Path: r.Planned.Path, Sidecar: r.Planned.Sidecar}
 	})
 }
 
@@ -346,8 +350,8 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 	t0 := time.Now()
 	mode, _ := a.cfg.Mode()
 	spec := messages.Spec{
-		Op: messages.OpFreeze, Root: r.Root, Dir: r.Dir, Name: filepath.Base(r.Archive.Path), Temp: r.Temp,
-		SidecarName: filepath.Base(r.Archive.Sidecar), RepoTag: r.Image,
+		Op: messages.OpFreeze, Root: r.Root, Dir: r.Dir, Name: filepath.Base(r.Planned.Path), Temp: r.Temp,
+		SidecarName: filepath.Base(r.Planned.Sidecar), RepoTag: r.Image,
 		Store:    messages.Store{GraphRoot: st.GraphRoot, RunRoot: st.RunRoot, Driver: st.Driver},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
 		ContainerID: r.ContainerID,
@@ -362,7 +366,7 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 		spec.LayerStore = &messages.LayerStore{Root: r.StoreRoot, Dir: r.StoreDir, Token: r.StoreToken,
 			// Lower case: Podman 4.3 names an image pulled from a layout
 			// after its path.
-			Image: strings.ToLower(strings.TrimSuffix(filepath.Base(r.Archive.Path), api.ArchiveSuffix)), Level: a.cfg.CompressionLevel}
+			Image: strings.ToLower(strings.TrimSuffix(filepath.Base(r.Planned.Path), api.ArchiveSuffix)), Level: a.cfg.CompressionLevel}
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
@@ -380,8 +384,7 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 		r.Progress.BytesRead, r.Progress.BytesWritten, r.Progress.BytesTotal = done.Read, done.Written, done.Read
 		r.Progress.SecondsLeft = 0
 		r.ImageID, r.Exclusions, r.Store = done.ImageID, done.Exclusions, done.Store
-		if r.Format == api.FormatStore {
-			r.Archive = nil
+		if r.Archive == nil {
 			return
 		}
 		r.Archive.SHA256, r.Archive.Size, r.Archive.Uncompressed = done.SHA256, done.Size, done.Read

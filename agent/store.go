@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"os/user"
 	"path/filepath"
 	"strconv"
 
@@ -24,11 +23,7 @@ func (a *Agent) storeFor(c Caller, place *policy.Policy, u *identity.User, store
 		}
 		p.StorePath = storePath
 	}
-	group := ""
-	if g, err := user.LookupGroupId(strconv.Itoa(u.GID)); err == nil {
-		group = g.Name
-	}
-	dir, root, err = p.StoreDir(policy.Vars{User: u.Name, UID: strconv.Itoa(u.UID), Group: group})
+	dir, root, err = p.StoreDir(policy.Vars{User: u.Name, UID: strconv.Itoa(u.UID), Group: u.Group})
 	if err != nil {
 		return "", "", &Error{Kind: KindInvalid, Err: err, Msg: "cannot place the layer store: " + err.Error()}
 	}

@@ -35,6 +35,10 @@ type Record struct {
 	StoreDir   string `json:"store_dir,omitempty"`
 	StoreRoot  string `json:"store_root,omitempty"`
 	StoreToken string `json:"store_token,omitempty"`
+	// Planned is where the task's archive goes: Archive while the archive
+	// is written, kept here for a freeze into the store alone, which
+	// shows no archive.
+	Planned *api.Archive `json:"planned,omitempty"`
 
 	// Stop asks to stop the container first if it still runs (a freeze
 	// at the end of its Slurm job: the job's processes are gone).
