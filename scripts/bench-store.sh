@@ -96,7 +96,8 @@ cleanup() {
     trap - EXIT INT TERM
     [[ -n "$AGENT_PID" ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
     pkill -u "$U" -f "unix://$WORK/run/" 2>/dev/null
-    as_user podman rm -f -t 0 "$CTR" "$CTR2" >/dev/null 2>&1
+    as_user podman rm -f --ignore -t 0 "$CTR" >/dev/null 2>&1
+    as_user podman rm -f --ignore -t 0 "$CTR2" >/dev/null 2>&1
     as_user podman rmi -f "$DAY2" >/dev/null 2>&1
     rm -rf "${WORK:?}/bin" "$WORK/state" "$WORK/run" "$SOCK" "$SAVE_ROOT"
     if ((rc != 0)) && [[ -s "$WORK/agent.log" ]]; then
@@ -112,7 +113,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "session: $U runs $CTR from $BASE and changes $BENCH_CHANGE_MB MiB"
-as_user podman rm -f -t 0 "$CTR" "$CTR2" >/dev/null 2>&1 || true
+for c in "$CTR" "$CTR2"; do as_user podman rm -f --ignore -t 0 "$c" >/dev/null; done
 as_user podman run -d --name "$CTR" --network=none "$BASE" sleep 100000 >/dev/null
 as_user podman exec "$CTR" busybox dd if=/dev/urandom of=/root/change-1 bs=1M count="$BENCH_CHANGE_MB" 2>/dev/null
 

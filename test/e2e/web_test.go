@@ -410,3 +410,50 @@ func TestWebLoginLinkRefused(t *testing.T) {
 	msg = signIn(t, second, l.URL)
 	assert.Check(t, is.Contains(msg, "used already"))
 }
+
+// The Commit dialog offers the site's formats (the manager's formats):
+// choosing the layer store freezes into the store the manager's
+// store_path names, the row shows the store image, the images view lists
+// it, and its restore command works.
+func TestWebCommitIntoStore(t *testing.T) {
+	n1 := slurmNode(t)
+	c := newCluster(t, []string{n1}, 0, nil)
+	m := startManager(t, c.urls, "save_path = "+strconv.Quote(c.save+"/site/{user}"),
+		`formats = ["archive", "store"]`, `format = "archive"`, "store_path = "+strconv.Quote(c.save+"/stores/{user}"))
+	job := sbatch(t, alice)
+	ctr := session(t, alice, "echo into-the-store > /root/web.txt", "--label", api.LabelJob+"="+job)
+
+	ctx := newBrowser(t)
+	do(t, ctx, 60*time.Second,
+		chromedp.Navigate(webLink(t, m, alice).URL),
+		chromedp.WaitEnabled(id("signin")),
+		chromedp.Click(id("signin")),
+		chromedp.WaitVisible(css("%s button.commit", row(ctr))),
+		chromedp.Click(css("%s button.commit", row(ctr))),
+		chromedp.WaitVisible(id("commit-format")),
+	)
+	choices := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#commit-format option')].map(o => o.value)`))
+	assert.Check(t, is.DeepEqual(choices, []string{api.FormatArchive, api.FormatStore}), "the site's formats")
+	assert.Check(t, is.Equal(get(t, ctx, chromedp.Value(id("commit-format"))), api.FormatArchive), "the site's default first")
+	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name in the Commit dialog")
+	do(t, ctx, 3*time.Minute,
+		chromedp.SetValue(id("commit-format"), api.FormatStore),
+		chromedp.Click(id("commit-submit")),
+		chromedp.WaitVisible(css("%s .store-path", row(ctr))),
+	)
+	path := get(t, ctx, chromedp.Text(css("%s .store-path", row(ctr))))
+	assert.Check(t, is.Equal(filepath.Dir(filepath.Dir(path)), filepath.Join(c.save, "stores", alice)), "the manager's store_path: %s", path)
+	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "no archive")
+	screenshot(t, ctx, "web-sessions-store")
+
+	restore := css(`tr[data-archive=%q] .restore-cmd`, path)
+	do(t, ctx, 30*time.Second, chromedp.Click(id("nav-images")), chromedp.WaitVisible(restore))
+	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(css(`tr[data-archive=%q]`, path))), "layer store"))
+	cmd := get(t, ctx, chromedp.Text(restore))
+	assert.Check(t, is.Equal(cmd, "baicommit restore "+path))
+	r := runAs(t, alice, append([]string{bins.cli}, strings.Fields(cmd)[1:]...)...)
+	assert.Assert(t, is.Equal(r.code, 0), "the page's restore command: %s", r)
+	sc := readSidecar(t, filepath.Join(path, "baicommit.json"))
+	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", sc.Image) })
+	assert.Check(t, is.Equal(podman(t, alice, "run", "--rm", "--network=none", sc.Image, "cat", "/root/web.txt"), "into-the-store"))
+}
