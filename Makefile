@@ -36,7 +36,7 @@ UNITDIR := $(DESTDIR)/etc/systemd/system
 TMPFILESDIR := $(DESTDIR)/etc/tmpfiles.d
 CONFDIR := $(DESTDIR)/etc/baicommit
 
-.PHONY: all build build-sim vet unit e2e test demo bench bench-freeze bench-manager bench-web bench-scale install verify-units clean
+.PHONY: all build build-sim vet unit e2e test demo bench bench-freeze bench-store bench-manager bench-web bench-scale install verify-units clean
 
 all: build
 
@@ -72,10 +72,15 @@ test:
 demo:
 	bash scripts/demo.sh
 
-bench: bench-freeze bench-manager bench-web bench-scale
+bench: bench-freeze bench-store bench-manager bench-web bench-scale
 
 bench-freeze:
 	bash scripts/bench.sh
+
+# A 2 GB base, sessions changing 10 MB: an archive against the layer store, first time
+# and again.
+bench-store:
+	bash scripts/bench-store.sh
 
 bench-manager:
 	bash scripts/bench-manager.sh

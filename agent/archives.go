@@ -34,8 +34,10 @@ const (
 // directory, read by a helper running as c (the agent itself never reads
 // a user's files). savePath is the site's save path template the manager
 // passes on; empty means the agent's own save_path. A save directory that
-// does not exist yet is an empty list.
-func (a *Agent) Archives(ctx context.Context, c Caller, savePath string) (*api.ArchiveList, error) {
+// does not exist yet is an empty list. The images of c's layer store
+// (storePath is the site's template the manager passes, as savePath) are
+// listed with them.
+func (a *Agent) Archives(ctx context.Context, c Caller, savePath, storePath string) (*api.ArchiveList, error) {
 	dir, root, err := a.archiveDir(c, savePath)
 	if err != nil {
 		return nil, err
@@ -50,6 +52,13 @@ func (a *Agent) Archives(ctx context.Context, c Caller, savePath string) (*api.A
 	out := &api.ArchiveList{Dir: dir, Archives: []api.ArchiveEntry{}}
 	size, full, done := 0, false, false
 	spec := messages.Spec{Op: messages.OpList, Root: root, Dir: dir, Limit: maxListed}
+	storeDir := ""
+	if place, err := a.placement(c, savePath); err == nil {
+		if sd, sr, err := a.storeFor(c, place, u, storePath); err == nil {
+			storeDir = sd
+			spec.LayerStore = &messages.LayerStore{Root: sr, Dir: sd}
+		}
+	}
 	err = a.helpers.Run(helperCtx, u, spec, func(ev messages.Event) {
 		switch {
 		case full:
@@ -62,7 +71,9 @@ func (a *Agent) Archives(ctx context.Context, c Caller, savePath string) (*api.A
 		case ev.Event == messages.EventArchive && ev.Archive != nil:
 			e := ev.Archive
 			// What the helper claims is checked, not believed.
-			if e.UID != u.UID || !below(e.Path, dir) || !below(e.SidecarFile, dir) {
+			inSave := below(e.Path, dir) && below(e.SidecarFile, dir)
+			inStore := storeDir != "" && below(e.Path, storeDir) && below(e.SidecarFile, storeDir)
+			if e.UID != u.UID || !(inSave || inStore) {
 				return
 			}
 			b, _ := json.Marshal(e)
@@ -141,7 +152,8 @@ func clip(s string, n int) string {
 }
 
 func (a *Agent) handleArchives(w http.ResponseWriter, r *http.Request) {
-	list, err := a.Archives(r.Context(), caller(r), r.URL.Query().Get(api.QuerySavePath))
+	q := r.URL.Query()
+	list, err := a.Archives(r.Context(), caller(r), q.Get(api.QuerySavePath), q.Get(api.QueryStorePath))
 	if err != nil {
 		a.log.Info("archive list refused", "caller", caller(r).UID, "status", Status(err), "err", err)
 		writeError(w, err)

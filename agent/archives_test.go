@@ -149,7 +149,7 @@ func TestArchivesTrustsTheHelperLittle(t *testing.T) {
 			assert.NilError(t, cfg.Validate())
 			a := &Agent{cfg: cfg, helpers: replayHelper(tc.lines), log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 			c := Caller{UID: uid, User: &identity.User{UID: uid, GID: uid, Name: "alice", Home: "/"}}
-			list, err := a.Archives(context.Background(), c, "")
+			list, err := a.Archives(context.Background(), c, "", "")
 			if tc.err != "" {
 				assert.Check(t, is.ErrorContains(err, tc.err))
 				return

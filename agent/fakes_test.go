@@ -35,7 +35,7 @@ func (a accounts) Lookup(nameOrUID string) (*identity.User, error) {
 func testAccounts() accounts {
 	return accounts{
 		"root":  {UID: 0, GID: 0, Name: "root", Home: "/root"},
-		"alice": {UID: 1000, GID: 1000, Name: "alice", Home: "/home/alice", GroupNames: []string{"alice", "users"}},
+		"alice": {UID: 1000, GID: 1000, Name: "alice", Home: "/home/alice", GroupNames: []string{"alice", "users"}, Group: "alice"},
 		"bob":   {UID: 1001, GID: 1001, Name: "bob", Home: "/home/bob", GroupNames: []string{"bob", "users"}},
 		"carol": {UID: 1002, GID: 1002, Name: "carol", Home: "/home/carol", GroupNames: []string{"carol", "hpcadmin"}},
 	}

@@ -121,6 +121,16 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	if err != nil {
 		return nil, &Error{Kind: KindInvalid, Err: err, Msg: "cannot name the archive: " + err.Error()}
 	}
+	format, err := place.ChooseFormat(req.Format)
+	if err != nil {
+		return nil, &Error{Kind: KindInvalid, Err: err, Msg: err.Error()}
+	}
+	var storeDir, storeRoot string
+	if format != api.FormatArchive {
+		if storeDir, storeRoot, err = a.storeFor(c, place, u, req.StorePath); err != nil {
+			return nil, err
+		}
+	}
 	rec := &taskstore.Record{
 		Task: api.Task{
 			ID: id, State: api.StateQueued, Container: req.Container, ContainerID: ctr.ID,
@@ -130,10 +140,24 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 		Dir: dir, Root: root,
 		// Unique to node and task: saves from several nodes or several
 		// freezes never meet under one temporary name.
-		Temp: ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
+		Temp:     ".baicommit-" + taskToken(id) + "." + a.cfg.NodeName + ".partial",
+		StoreDir: storeDir, StoreRoot: storeRoot,
 	}
-	rec.Archive = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
+	rec.Format = format
+	if storeDir != "" {
+		rec.StoreToken = "baicommit-" + taskToken(id) + "." + a.cfg.NodeName
+	}
+	rec.Planned = &api.Archive{Path: filepath.Join(dir, file), Sidecar: filepath.Join(dir, api.SidecarName(file))}
+	if format != api.FormatStore {
+		rec.Archive = &api.Archive{Path: rec.Planned.Path, Sidecar: rec.Planned.Sidecar}
+	}
 	rec.UserDir = place.UserDir(u.Name, strconv.Itoa(u.UID))
+	// The owner's layer store counts against their quota, whatever this
+	// freeze writes.
+	rec.UserStore, rec.UserStoreRoot = storeDir, storeRoot
+	if storeDir == "" {
+		rec.UserStore, rec.UserStoreRoot, _ = a.storeFor(c, place, u, req.StorePath)
+	}
 	rec.UserBefore, rec.UserExclude, rec.Quotas = req.Before, req.Exclude, req.Quotas
 	o.apply(rec, ctr)
 
@@ -160,7 +184,7 @@ func (a *Agent) startFreeze(ctx context.Context, c Caller, req api.FreezeRequest
 	cp := clone(rec).Task
 	a.mu.Unlock()
 
-	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.Name(), "archive", rec.Archive.Path)
+	a.log.Info("freeze queued", "task", id, "container", req.Container, "owner", u.Name, "requester", c.Name(), "archive", rec.Planned.Path, "format", format)
 	a.Activity.Begin()
 	a.wg.Add(1)
 	go func() {
@@ -262,8 +286,14 @@ func (a *Agent) finish(r *taskstore.Record, err error, start time.Time) {
 		a.log.Warn("freeze failed", "task", r.ID, "container", r.Container, "owner", r.Owner, "err", err)
 		return
 	}
-	a.log.Info("freeze succeeded", "task", r.ID, "container", r.Container, "owner", r.Owner,
-		"archive", r.Archive.Path, "size", r.Archive.Size, "seconds", r.Durations.Total)
+	attrs := []any{"task", r.ID, "container", r.Container, "owner", r.Owner, "format", r.Format, "seconds", r.Durations.Total}
+	if r.Archive != nil {
+		attrs = append(attrs, "archive", r.Archive.Path, "size", r.Archive.Size)
+	}
+	if r.Store != nil {
+		attrs = append(attrs, "store_image", r.Store.Path, "written", r.Store.Written)
+	}
+	a.log.Info("freeze succeeded", attrs...)
 }
 
 // explain turns a failure into words the user can act on.
@@ -300,6 +330,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 		return err
 	}
 	if a.cfg.FreezeMethod == policy.FreezeCommit {
+		a.archiveOnly(r)
 		err = a.freezeByCommit(ctx, conn, r, u, state, st)
 	} else {
 		err = a.freezeDirect(ctx, conn, r, u, state, st)
@@ -308,6 +339,7 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 			a.update(r, func(r *taskstore.Record) {
 				r.Warnings = append(r.Warnings, "the container could not be read directly ("+he.msg+"), so it was frozen through podman commit instead")
 			})
+			a.archiveOnly(r)
 			a.log.Info("freeze falls back to podman commit", "task", r.ID, "why", he.msg)
 			err = a.freezeByCommit(ctx, conn, r, u, state, st)
 		}
@@ -316,6 +348,20 @@ func (a *Agent) freeze(ctx context.Context, r *taskstore.Record, u *identity.Use
 		a.applyRetention(ctx, u, r)
 	}
 	return err
+}
+
+// archiveOnly notes that a freeze on the commit path writes an archive
+// whatever its format: the layer store is written from the container's
+// storage only.
+func (a *Agent) archiveOnly(r *taskstore.Record) {
+	if r.Format == api.FormatArchive {
+		return
+	}
+	a.update(r, func(r *taskstore.Record) {
+		r.Warnings = append(r.Warnings, "the layer store is written by direct freezes only: this one was written as an archive")
+		r.Format = api.FormatArchive
+		r.Archive = &api.Archive{Path: r.Planned.Path, Sidecar: r.Planned.Sidecar}
+	})
 }
 
 // freezeDirect has the owner-side helper write the archive straight from
@@ -342,8 +388,8 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 	t0 := time.Now()
 	mode, _ := a.cfg.Mode()
 	spec := messages.Spec{
-		Op: messages.OpFreeze, Root: r.Root, Dir: r.Dir, Name: filepath.Base(r.Archive.Path), Temp: r.Temp,
-		SidecarName: filepath.Base(r.Archive.Sidecar), RepoTag: r.Image,
+		Op: messages.OpFreeze, Root: r.Root, Dir: r.Dir, Name: filepath.Base(r.Planned.Path), Temp: r.Temp,
+		SidecarName: filepath.Base(r.Planned.Sidecar), RepoTag: r.Image,
 		Store:    messages.Store{GraphRoot: st.GraphRoot, RunRoot: st.RunRoot, Driver: st.Driver},
 		ScrubEnv: a.cfg.ScrubEnv, Mode: mode, Level: a.cfg.CompressionLevel,
 		ContainerID: r.ContainerID,
@@ -353,7 +399,13 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 		},
 		Exclude: a.cfg.Exclude, UserExclude: r.UserExclude, Quota: quota,
 		Labels: provenance(r), Comment: "frozen by baicommit task " + r.ID,
-		Sidecar: a.sidecar(r, state, ""),
+		Sidecar: a.sidecar(r, state, ""), Format: r.Format,
+	}
+	if r.StoreDir != "" {
+		spec.LayerStore = &messages.LayerStore{Root: r.StoreRoot, Dir: r.StoreDir, Token: r.StoreToken,
+			// Lower case: Podman 4.3 names an image pulled from a layout
+			// after its path.
+			Image: strings.ToLower(strings.TrimSuffix(filepath.Base(r.Planned.Path), api.ArchiveSuffix)), Level: a.cfg.CompressionLevel}
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Progress.BytesRead, r.Progress.BytesWritten = ev.Read, ev.Written
@@ -370,8 +422,11 @@ func (a *Agent) freezeDirect(ctx context.Context, conn Podman, r *taskstore.Reco
 		r.Durations.Export = time.Since(t0).Seconds()
 		r.Progress.BytesRead, r.Progress.BytesWritten, r.Progress.BytesTotal = done.Read, done.Written, done.Read
 		r.Progress.SecondsLeft = 0
+		r.ImageID, r.Exclusions, r.Store = done.ImageID, done.Exclusions, done.Store
+		if r.Archive == nil {
+			return
+		}
 		r.Archive.SHA256, r.Archive.Size, r.Archive.Uncompressed = done.SHA256, done.Size, done.Read
-		r.ImageID, r.Exclusions = done.ImageID, done.Exclusions
 	})
 	if a.cfg.KeepImage {
 		a.keepImage(ctx, u, r)
@@ -424,7 +479,14 @@ func (a *Agent) pause(ctx context.Context, conn Podman, r *taskstore.Record) fun
 func (a *Agent) keepImage(ctx context.Context, u *identity.User, r *taskstore.Record) {
 	ctx, cancel := context.WithTimeout(ctx, keepImageTimeout)
 	defer cancel()
-	if err := a.loader.Load(ctx, u, r.Archive.Path); err != nil {
+	from := ""
+	switch {
+	case r.Archive != nil:
+		from = r.Archive.Path
+	case r.Store != nil:
+		from = "oci:" + r.Store.Path + ":" + r.Image
+	}
+	if err := a.loader.Load(ctx, u, from); err != nil {
 		a.update(r, func(r *taskstore.Record) {
 			r.Warnings = append(r.Warnings, "keep_image: the archive is complete, but loading it into your Podman failed: "+err.Error())
 		})

@@ -166,6 +166,9 @@ func (t *tailBuffer) String() string { return string(t.b) }
 // removeTemp removes a task's temporary archive, as its owner.
 func (a *Agent) removeTemp(ctx context.Context, u *identity.User, r *taskstore.Record) error {
 	spec := messages.Spec{Op: messages.OpRemove, Root: r.Root, Dir: r.Dir, Temp: r.Temp}
+	if r.StoreToken != "" {
+		spec.LayerStore = &messages.LayerStore{Root: r.StoreRoot, Dir: r.StoreDir, Token: r.StoreToken}
+	}
 	return a.helpers.Run(ctx, u, spec, func(messages.Event) {})
 }
 

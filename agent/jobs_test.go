@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/agent/podman"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 
+	"github.com/baicommit/baicommit/agent/podman"
 	"github.com/baicommit/baicommit/policy"
 )
 

@@ -51,13 +51,16 @@ func (a *Agent) push(ctx context.Context, r *taskstore.Record, u *identity.User,
 	})
 	// The normalized destination, as the task shows it.
 	req.Ref = r.Push.Ref
-	spec := messages.Spec{
-		Op: messages.OpPush, Root: r.Root, Dir: r.Dir,
-		Name: filepath.Base(r.Archive.Path), SidecarName: filepath.Base(r.Archive.Sidecar),
-		Push: &req,
+	spec := messages.Spec{Op: messages.OpPush, Root: r.Root, Dir: r.Dir, Push: &req}
+	if r.Archive != nil {
+		spec.Name, spec.SidecarName = filepath.Base(r.Archive.Path), filepath.Base(r.Archive.Sidecar)
 		// The helper pushes the archive only if it is still the one the
 		// freeze wrote.
-		Sidecar: api.Sidecar{SHA256: r.Archive.SHA256, Size: r.Archive.Size},
+		spec.Sidecar = api.Sidecar{SHA256: r.Archive.SHA256, Size: r.Archive.Size}
+	} else if r.Store != nil {
+		// Straight from the layer store (whose blobs are checked against
+		// their digests as they are read).
+		spec.LayerStore = &messages.LayerStore{Root: r.StoreRoot, Dir: r.StoreDir, Image: filepath.Base(r.Store.Path)}
 	}
 	done, err := a.runTaskHelper(ctx, u, spec, r, func(ev messages.Event) {
 		r.Push.Sent, r.Push.Total = ev.Read, ev.Size

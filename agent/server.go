@@ -157,7 +157,11 @@ func (a *Agent) handleVersion(w http.ResponseWriter, r *http.Request) {
 		Running: a.Running(), CallerUID: c.UID, CallerName: c.Name()}
 	if c.User != nil && c.UID != 0 {
 		v.SaveDir = a.cfg.UserDir(c.User.Name, strconv.Itoa(c.UID))
+		if dir, _, err := a.storeFor(c, &a.cfg.Policy, c.User, ""); err == nil {
+			v.StoreDir = dir
+		}
 	}
+	v.Format, v.Formats = a.cfg.Format, a.cfg.Formats
 	writeJSON(w, http.StatusOK, v)
 }
 

@@ -79,7 +79,11 @@ func (a *Agent) quotaCheck(ctx context.Context, u *identity.User, r *taskstore.R
 	if !anyLimit(q) {
 		return nil, nil
 	}
-	usage, err := a.usageOf(ctx, u, r.Root, r.UserDir, r.Dir, q)
+	var store *messages.LayerStore
+	if r.UserStore != "" {
+		store = &messages.LayerStore{Root: r.UserStoreRoot, Dir: r.UserStore}
+	}
+	usage, err := a.usageOf(ctx, u, r.Root, r.UserDir, r.Dir, q, store)
 	if err != nil {
 		return nil, fmt.Errorf("count what %s keeps below %s for the quota: %w", u.Name, r.UserDir, err)
 	}
@@ -87,11 +91,11 @@ func (a *Agent) quotaCheck(ctx context.Context, u *identity.User, r *taskstore.R
 }
 
 // usageOf runs the usage helper as u.
-func (a *Agent) usageOf(ctx context.Context, u *identity.User, root, dir, dest string, q api.Quotas) (*api.Usage, error) {
+func (a *Agent) usageOf(ctx context.Context, u *identity.User, root, dir, dest string, q api.Quotas, store *messages.LayerStore) (*api.Usage, error) {
 	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
 	var out *api.Usage
-	spec := messages.Spec{Op: messages.OpUsage, Root: root, Dir: dir, Dest: dest, Groups: groupQuotas(q)}
+	spec := messages.Spec{Op: messages.OpUsage, Root: root, Dir: dir, Dest: dest, Groups: groupQuotas(q), LayerStore: store}
 	err := a.helpers.Run(ctx, u, spec, func(ev messages.Event) {
 		if ev.Event == messages.EventDone && ev.Usage != nil {
 			out = ev.Usage
@@ -227,40 +231,53 @@ func (a *Agent) prune(ctx context.Context, u *identity.User, root, dir string, d
 // (the caller, or for an admin the user named), their save directory and
 // the quotas that apply.
 func (a *Agent) storageCaller(r *http.Request) (*identity.User, string, string, api.Quotas, error) {
+	u, dir, root, q, _, err := a.storageTarget(r)
+	return u, dir, root, q, err
+}
+
+// storageTarget is storageCaller with the user's layer store (nil when it
+// cannot be placed).
+func (a *Agent) storageTarget(r *http.Request) (*identity.User, string, string, api.Quotas, *messages.LayerStore, error) {
 	c := caller(r)
 	q := r.URL.Query()
 	target := c
 	if name := q.Get(api.QueryUser); name != "" {
 		u, err := a.owner(c, name)
 		if err != nil {
-			return nil, "", "", api.Quotas{}, err
+			return nil, "", "", api.Quotas{}, nil, err
 		}
 		target = identity.Caller{UID: u.UID, User: u, Relayed: c.Relayed}
 	}
 	dir, root, err := a.archiveDir(target, q.Get(api.QuerySavePath))
 	if err != nil {
-		return nil, "", "", api.Quotas{}, err
+		return nil, "", "", api.Quotas{}, nil, err
 	}
 	var quotas *api.Quotas
 	if raw := q.Get(api.QueryQuotas); raw != "" {
 		if !c.Relayed && c.UID != 0 {
-			return nil, "", "", api.Quotas{}, userErr(KindForbidden, "quotas are set by the site, not per request")
+			return nil, "", "", api.Quotas{}, nil, userErr(KindForbidden, "quotas are set by the site, not per request")
 		}
 		quotas = new(api.Quotas)
 		if err := json.Unmarshal([]byte(raw), quotas); err != nil {
-			return nil, "", "", api.Quotas{}, userErr(KindInvalid, "bad %s: %v", api.QueryQuotas, err)
+			return nil, "", "", api.Quotas{}, nil, userErr(KindInvalid, "bad %s: %v", api.QueryQuotas, err)
 		}
 	}
-	return target.User, dir, root, a.quotas(quotas), nil
+	var store *messages.LayerStore
+	if place, err := a.placement(target, q.Get(api.QuerySavePath)); err == nil {
+		if sd, sr, err := a.storeFor(c, place, target.User, q.Get(api.QueryStorePath)); err == nil {
+			store = &messages.LayerStore{Root: sr, Dir: sd}
+		}
+	}
+	return target.User, dir, root, a.quotas(quotas), store, nil
 }
 
 func (a *Agent) handleUsage(w http.ResponseWriter, r *http.Request) {
-	u, dir, root, q, err := a.storageCaller(r)
+	u, dir, root, q, store, err := a.storageTarget(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	usage, err := a.usageOf(r.Context(), u, root, dir, dir, q)
+	usage, err := a.usageOf(r.Context(), u, root, dir, dir, q, store)
 	if err != nil {
 		writeError(w, helperFailure(err, u, dir))
 		return

@@ -63,6 +63,10 @@ const QueryQuotas = "quotas"
 // the manager (or root) and lists only below its own save_roots.
 const QuerySavePath = "save_path"
 
+// QueryStorePath carries the site's layer store path template to an
+// agent's RouteArchives, as QuerySavePath does the save path.
+const QueryStorePath = "store_path"
+
 // JobFreezesPath is the route that freezes the sessions of Slurm job job.
 func JobFreezesPath(job string) string { return RouteJobs + job + "/freezes" }
 
@@ -146,6 +150,13 @@ type FreezeRequest struct {
 	// Quotas are the site's limits the manager passes on; the agent takes
 	// them only from the manager (or root). Nil means the agent's own.
 	Quotas *Quotas `json:"quotas,omitempty"`
+	// Format is what the freeze writes: FormatArchive, FormatStore or
+	// FormatBoth; empty means the site's default. The site says which
+	// formats may be asked for.
+	Format string `json:"format,omitempty"`
+	// StorePath is a site-wide layer store path template that the
+	// manager passes on, as SavePath; empty means the agent's store_path.
+	StorePath string `json:"store_path,omitempty"`
 }
 
 // Quota limits what a user, or a Unix group's project directory, keeps on
@@ -177,6 +188,13 @@ type Usage struct {
 	ByContainer []ContainerUsage `json:"by_container"`
 	// Quota is the user's, when the site sets one.
 	Quota *Quota `json:"quota,omitempty"`
+	// Store is the user's layer store, StoreBytes what their blobs there
+	// take (each blob once, however many images use it) and StoreImages
+	// how many images of theirs it holds; Bytes includes StoreBytes and
+	// Archives StoreImages.
+	Store       string `json:"store,omitempty"`
+	StoreBytes  int64  `json:"store_bytes,omitempty"`
+	StoreImages int    `json:"store_images,omitempty"`
 	// Groups are the project directories with a quota that the user's
 	// save directory lies in, and their whole group's usage.
 	Groups   []GroupUsage `json:"groups,omitempty"`
@@ -240,6 +258,38 @@ type CommandResult struct {
 	Output string `json:"output,omitempty"`
 	// Error says why it did not run, or did not end in time.
 	Error string `json:"error,omitempty"`
+}
+
+// Formats a freeze writes (FreezeRequest.Format, Task.Format).
+const (
+	// FormatArchive is one self-contained .tar.gz (OCI layout and
+	// docker-archive in one) with its .json sidecar.
+	FormatArchive = "archive"
+	// FormatStore writes into the layer store on the shared filesystem
+	// only the blobs it lacks (normally the new layer, the config and
+	// the manifest), and a small OCI image layout for the image.
+	FormatStore = "store"
+	// FormatBoth writes both, from one pass over the layers.
+	FormatBoth = "both"
+)
+
+// AllFormats are all formats, in the order a choice is offered.
+func AllFormats() []string { return []string{FormatArchive, FormatStore, FormatBoth} }
+
+// StoreImage describes an image a freeze wrote into a layer store.
+type StoreImage struct {
+	// Path is the image's OCI layout (STORE/images/NAME): podman pull
+	// oci:PATH and skopeo read it; Sidecar is its sidecar file.
+	Path    string `json:"path"`
+	Sidecar string `json:"sidecar,omitempty"`
+	// Manifest is the digest of the image's manifest.
+	Manifest string `json:"manifest,omitempty"`
+	// Size is what the image's blobs take, shared ones included.
+	Size int64 `json:"size,omitempty"`
+	// Written is what this freeze wrote into the store; Reused counts the
+	// layers it found there already.
+	Written int64 `json:"written,omitempty"`
+	Reused  int   `json:"reused,omitempty"`
 }
 
 // PushRequest asks for the frozen image to be pushed to an OCI registry
@@ -343,6 +393,11 @@ type Task struct {
 	Exclusions *Exclusions `json:"exclusions,omitempty"`
 	// Before are the commands run in the session before it was read.
 	Before []CommandResult `json:"before,omitempty"`
+
+	// Format is what the freeze writes (FormatArchive, FormatStore,
+	// FormatBoth); Store is the image it wrote into the layer store.
+	Format string      `json:"format,omitempty"`
+	Store  *StoreImage `json:"store,omitempty"`
 }
 
 // Freeze methods (Task.Method, Sidecar.Method).
@@ -440,6 +495,15 @@ type Sidecar struct {
 	Method string `json:"method,omitempty"`
 	// LastUsed is when the archive was last restored.
 	LastUsed time.Time `json:"last_used,omitzero"`
+
+	// Format is FormatStore for an image in a layer store (whose sidecar
+	// is the baicommit.json inside its layout, Archive the layout's
+	// directory name, SHA256 the hex of its manifest's digest and Size
+	// what its blobs take), empty for an archive.
+	Format string `json:"format,omitempty"`
+	// Written is what the freeze wrote into the layer store for it (the
+	// rest was there already).
+	Written int64 `json:"written,omitempty"`
 }
 
 // Exclusions is what a freeze left out of the container's changes.
@@ -496,6 +560,13 @@ type VersionInfo struct {
 	// filesystem (the part of save_path that depends only on the user),
 	// where `baicommit list` looks for sidecars.
 	SaveDir string `json:"save_dir,omitempty"`
+	// StoreDir is the caller's layer store, where `baicommit list`,
+	// restore, push, export, rm and prune find store images.
+	StoreDir string `json:"store_dir,omitempty"`
+	// Format is the site's default format, Formats those a freeze may
+	// ask for.
+	Format  string   `json:"format,omitempty"`
+	Formats []string `json:"formats,omitempty"`
 }
 
 // NodeStatus is one node as the manager sees it.

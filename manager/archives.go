@@ -48,10 +48,17 @@ func (m *Manager) handleArchives(w http.ResponseWriter, r *http.Request, id *Ide
 // archivesTarget is the agent route that lists the caller's archives,
 // below the site's save path.
 func (m *Manager) archivesTarget() string {
-	if m.cfg.SavePath == "" {
+	q := url.Values{}
+	if m.cfg.SavePath != "" {
+		q.Set(api.QuerySavePath, m.cfg.SavePath)
+	}
+	if m.cfg.StorePath != "" {
+		q.Set(api.QueryStorePath, m.cfg.StorePath)
+	}
+	if len(q) == 0 {
 		return api.RouteArchives
 	}
-	return api.RouteArchives + "?" + url.Values{api.QuerySavePath: {m.cfg.SavePath}}.Encode()
+	return api.RouteArchives + "?" + q.Encode()
 }
 
 // archiveNodes are the nodes to ask for a user's archives, in order: mine,

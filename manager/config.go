@@ -48,6 +48,13 @@ type Config struct {
 	// empty leaves each agent's own. Agents still only write below their
 	// save_roots.
 	SavePath string `toml:"save_path"`
+	// StorePath is the site-wide layer store path template passed to
+	// agents, as SavePath; Format is the format a freeze writes when the
+	// user names none, Formats those the web page offers (empty: every
+	// format). Agents still refuse a format their own formats lack.
+	StorePath string   `toml:"store_path"`
+	Format    string   `toml:"format"`
+	Formats   []string `toml:"formats"`
 	// Admins may act on anyone's sessions (keys admins and admin_groups).
 	identity.Admins
 	// Quota and MaxFreezeSize are the site's limits, passed on to agents
@@ -160,6 +167,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SavePath != "" && (!filepath.IsAbs(c.SavePath) || filepath.Clean(c.SavePath) != c.SavePath) {
 		return fmt.Errorf("save_path %q must be a clean absolute path template", c.SavePath)
+	}
+	if err := c.validateFormats(); err != nil {
+		return err
 	}
 	return c.validateWeb()
 }

@@ -105,6 +105,9 @@ func (m *metrics) observe(t *api.Task) {
 	if t.State == api.StateSucceeded && t.Archive != nil {
 		m.bytes.Add(float64(t.Archive.Size))
 	}
+	if t.State == api.StateSucceeded && t.Store != nil {
+		m.bytes.Add(float64(t.Store.Written))
+	}
 	if !t.Finished.IsZero() && !t.Created.IsZero() {
 		m.duration.Observe(t.Finished.Sub(t.Created).Seconds())
 	}

@@ -98,6 +98,10 @@ func (m *Manager) handleFreeze(w http.ResponseWriter, r *http.Request, id *Ident
 		m.refused(w, err)
 		return
 	}
+	if err := m.placeFormat(&req); err != nil {
+		m.writeError(w, err)
+		return
+	}
 	node, err := m.placeFreeze(r.Context(), id, &req)
 	if err != nil {
 		m.refused(w, err)

@@ -22,6 +22,9 @@ func (m *Manager) siteQuery(user string) string {
 	if m.cfg.SavePath != "" {
 		v.Set(api.QuerySavePath, m.cfg.SavePath)
 	}
+	if m.cfg.StorePath != "" {
+		v.Set(api.QueryStorePath, m.cfg.StorePath)
+	}
 	if q := m.siteQuotas(); q != nil {
 		b, _ := json.Marshal(q)
 		v.Set(api.QueryQuotas, string(b))

@@ -164,7 +164,8 @@ func sessionBrowser(id *Identity, s websession.Session) *browser {
 // me is what the page learns of b: who it belongs to, and its request
 // token.
 func (m *Manager) me(b *browser) webMe {
-	return webMe{User: b.id.Name(), UID: b.id.UID, Via: b.via, Expires: b.expires.UTC(), CSRF: m.web.signer.CSRFToken(b.binding)}
+	return webMe{User: b.id.Name(), UID: b.id.UID, Via: b.via, Expires: b.expires.UTC(), CSRF: m.web.signer.CSRFToken(b.binding),
+		Formats: m.cfg.Formats, Format: m.cfg.Format}
 }
 
 // webAuthed authenticates a browser request, checks its request token when
@@ -418,6 +419,10 @@ type webMe struct {
 	Via     string    `json:"via"`
 	Expires time.Time `json:"expires,omitzero"`
 	CSRF    string    `json:"csrf_token"`
+	// Formats are the formats the Commit dialog offers, Format the one it
+	// starts with (empty: each node's own default).
+	Formats []string `json:"formats"`
+	Format  string   `json:"format,omitempty"`
 }
 
 // handleWebMe says who the page belongs to. A proxy's user without a

@@ -64,6 +64,14 @@ type Policy struct {
 	BeforeFreeze        []string       `toml:"before_freeze"`
 	BeforeFreezeTimeout units.Duration `toml:"before_freeze_timeout"`
 	BeforeFreezeFailure string         `toml:"before_freeze_failure"`
+	// Format is what a freeze writes unless asked otherwise:
+	// api.FormatArchive, api.FormatStore or api.FormatBoth; Formats are
+	// those a request may ask for. StorePath is the layer store's
+	// directory template ({user} {uid} {group}, the owner's primary
+	// group); empty means "store" in the user's save directory.
+	Format    string   `toml:"format"`
+	Formats   []string `toml:"formats"`
+	StorePath string   `toml:"store_path"`
 
 	// EpilogFreeze selects the sessions frozen when a Slurm job ends:
 	// EpilogLabelled, EpilogJob or EpilogOff.
@@ -96,6 +104,8 @@ func Default() Policy {
 		ArchiveMode:         "0600",
 		CompressionLevel:    1,
 		FreezeMethod:        FreezeDirect,
+		Format:              api.FormatArchive,
+		Formats:             api.AllFormats(),
 		BeforeFreezeTimeout: units.Duration{Duration: DefaultBeforeFreezeTimeout},
 		BeforeFreezeFailure: BeforeWarn,
 		EpilogFreeze:        EpilogLabelled,
@@ -183,7 +193,7 @@ func (p *Policy) Validate() error {
 	case p.BeforeFreezeTimeout.Duration < 0:
 		return fmt.Errorf("before_freeze_timeout %s: must be positive", p.BeforeFreezeTimeout.Duration)
 	}
-	return nil
+	return p.validateStore()
 }
 
 // ValidExclude checks exclusion patterns (key names them in the error):
@@ -223,7 +233,9 @@ func fixedPrefix(tmpl string) string {
 // one that Safe accepts; Expand refuses anything else.
 type Vars struct {
 	User, UID, Node, Job, Container, Task string
-	Time                                  time.Time
+	// Group is the owner's primary group (store_path only).
+	Group string
+	Time  time.Time
 }
 
 // ErrBadName marks a user-supplied name that cannot be used in a path.
@@ -253,6 +265,8 @@ func (v Vars) lookup(key string) (string, error) {
 		val = v.Container
 	case "task":
 		val = v.Task
+	case "group":
+		val = v.Group
 	case "date":
 		return v.Time.UTC().Format("2006-01-02"), nil
 	case "time":

@@ -41,6 +41,7 @@ declare -A STORE_USER=([vfs]=bcbench [overlay]=bcbenchovl)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nbench: ERROR: %s\n' "$*" >&2; exit 1; }
+. "$REPO/scripts/bench/agent.sh"
 
 [[ $(id -u) -eq 0 ]] || die "run as root (the agent is a root daemon)"
 [[ "$BENCH_MB" =~ ^[0-9]+$ ]] && ((BENCH_MB >= 2)) || die "BENCH_MB must be an integer >= 2 (got '$BENCH_MB')"
@@ -135,23 +136,7 @@ for s in $BENCH_STORES; do
 done
 
 say "agent: $WORK/bin/baicommit-agent on unix://$SOCK, archives on the tmpfs $SAVE_ROOT"
-cat >"$WORK/agent.toml" <<TOML
-# scripts/bench.sh
-node_name = "bench"
-state_dir = "$WORK/state"
-run_dir = "$WORK/run"
-save_path = "$SAVE_ROOT/{user}"
-save_roots = ["$SAVE_ROOT"]
-idle_exit = "0s"
-transient_service_idle = "900s"
-TOML
-"$WORK/bin/baicommit-agent" --config "$WORK/agent.toml" --listen "unix://$SOCK" >"$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 100); do
-    kill -0 "$AGENT_PID" 2>/dev/null || die "the agent exited: $(cat "$WORK/agent.log")"
-    "$WORK/bin/baicommit" --agent "unix://$SOCK" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_agent bench.sh
 for s in $BENCH_STORES; do
     # Freezes are timed with the agent's transient Podman service already running.
     as_user "${STORE_USER[$s]}" "$WORK/bin/baicommit" --agent "unix://$SOCK" sessions >/dev/null ||

@@ -1,7 +1,6 @@
 package asowner
 
 import (
-	"archive/tar"
 	"context"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"go.podman.io/image/v5/types"
 
 	"github.com/baicommit/baicommit/agent/messages"
+	"github.com/baicommit/baicommit/internal/ociarchive"
 	"github.com/baicommit/baicommit/internal/safefile"
 )
 
@@ -65,7 +65,7 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 		return err
 	}
 	defer dir.Close()
-	if err := checkLimits(spec.Quota, dir, spec.Dir, spec.SizeHint, spec.SizeHint); err != nil {
+	if err := checkLimits(spec.Quota, spec.SizeHint, destination{dir, spec.Dir, spec.SizeHint}); err != nil {
 		return err
 	}
 	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
@@ -104,12 +104,12 @@ func archiveImage(ctx context.Context, spec messages.Spec, emit func(messages.Ev
 	}()
 
 	var read atomic.Int64
-	stopProgress := reportProgress(emit, &read, 0, out)
+	stopProgress := reportProgress(emit, &read, 0, out.Written)
 	defer stopProgress()
-	aw := &archiveWriter{tw: tar.NewWriter(out), mtime: time.Now().UTC()}
+	aw := ociarchive.NewWriter(out, time.Now().UTC())
 	configDigest, werr := rewriteDockerArchive(countingReader{pr, &read}, aw, tagged.String())
 	if werr == nil {
-		werr = aw.tw.Close()
+		werr = aw.Close()
 	}
 	if werr != nil {
 		// Unblock the copy so that it fails instead of waiting on the pipe.

@@ -12,6 +12,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/docker/tarfile"
+
+	"github.com/baicommit/baicommit/internal/ociarchive"
 )
 
 // maxDoc bounds the small documents of a docker-archive (config,
@@ -26,7 +28,7 @@ const maxDoc = 16 << 20
 // manifest.json naming the blobs come at the end. So an archive made
 // through podman commit loads everywhere too (Podman 4.3's `load -i`
 // reads only the OCI side of a compressed archive).
-func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDigest digest.Digest, err error) {
+func rewriteDockerArchive(r io.Reader, aw *ociarchive.Writer, ref string) (configDigest digest.Digest, err error) {
 	tr := tar.NewReader(r)
 	sizes := map[string]int64{}
 	var items []tarfile.ManifestItem
@@ -61,7 +63,7 @@ func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDig
 			return "", fmt.Errorf("unexpected entry %q in the image stream", h.Name)
 		}
 		h256 := digest.SHA256.Hash()
-		err = aw.file(blobPath(d), h.Size, func(w io.Writer) error {
+		err = aw.File(ociarchive.BlobPath(d), h.Size, func(w io.Writer) error {
 			_, err := io.Copy(io.MultiWriter(w, h256), tr)
 			return err
 		})
@@ -85,7 +87,7 @@ func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDig
 	m := imgspecv1.Manifest{MediaType: imgspecv1.MediaTypeImageManifest,
 		Config: imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageConfig, Digest: configDigest, Size: cfg}}
 	m.SchemaVersion = 2
-	docker := tarfile.ManifestItem{Config: blobPath(configDigest), RepoTags: []string{ref}}
+	docker := tarfile.ManifestItem{Config: ociarchive.BlobPath(configDigest), RepoTags: []string{ref}}
 	for _, l := range item.Layers {
 		size, ok := sizes[l]
 		if !ok {
@@ -93,7 +95,7 @@ func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDig
 		}
 		d := digest.NewDigestFromEncoded(digest.SHA256, strings.TrimSuffix(l, ".tar"))
 		m.Layers = append(m.Layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: d, Size: size})
-		docker.Layers = append(docker.Layers, blobPath(d))
+		docker.Layers = append(docker.Layers, ociarchive.BlobPath(d))
 	}
 	mb, err := json.Marshal(m)
 	if err != nil {
@@ -102,7 +104,7 @@ func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDig
 	md := digest.FromBytes(mb)
 	idx := imgspecv1.Index{MediaType: imgspecv1.MediaTypeImageIndex, Manifests: []imgspecv1.Descriptor{{
 		MediaType: imgspecv1.MediaTypeImageManifest, Digest: md, Size: int64(len(mb)),
-		Annotations: map[string]string{refNameAnnotation: ref, containerdNameAnnotation: ref},
+		Annotations: map[string]string{ociarchive.RefNameAnnotation: ref, ociarchive.ContainerdNameAnnotation: ref},
 	}}}
 	idx.SchemaVersion = 2
 	ib, err := json.Marshal(idx)
@@ -116,8 +118,8 @@ func rewriteDockerArchive(r io.Reader, aw *archiveWriter, ref string) (configDig
 	for _, e := range []struct {
 		name string
 		b    []byte
-	}{{blobPath(md), mb}, {ociIndexFile, ib}, {dockerManifest, db}, {ociLayoutFile, layout()}} {
-		if err := aw.bytes(e.name, e.b); err != nil {
+	}{{ociarchive.BlobPath(md), mb}, {ociarchive.IndexFile, ib}, {ociarchive.DockerManifest, db}, {ociarchive.LayoutFile, ociarchive.Layout()}} {
+		if err := aw.Bytes(e.name, e.b); err != nil {
 			return "", err
 		}
 	}

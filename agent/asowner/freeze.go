@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,6 +25,8 @@ import (
 	"github.com/baicommit/baicommit/agent/asowner/layer"
 	"github.com/baicommit/baicommit/agent/messages"
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/layerstore"
+	"github.com/baicommit/baicommit/internal/ociarchive"
 	"github.com/baicommit/baicommit/internal/safefile"
 	"github.com/baicommit/baicommit/policy"
 )
@@ -36,8 +39,16 @@ import (
 // progress counts toward it from the start. Nothing is staged on the
 // node's disk: the list of the new layer's entries goes to a scratch file
 // beside the archive, on the save location.
+//
+// Into a layer store (spec.Format store or both) the same streams go as
+// blobs, only those the store lacks: a base layer the store has is not
+// read at all when no archive is written.
 func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) (err error) {
-	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
+	toArchive, toStore, err := formats(spec)
+	if err != nil {
+		return err
+	}
+	if toArchive && (!safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName)) {
 		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
 	}
 	if err := policy.ValidExclude("exclude", spec.Exclude); err != nil {
@@ -72,14 +83,35 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	if mode == 0 {
 		mode = 0o600
 	}
-	dir, err := safefile.MakeDir(spec.Root, spec.Dir, safefile.DirModeFor(mode))
-	if err != nil {
-		return err
+	var dir *os.File
+	var ls *layerstore.Freeze
+	var scratch *os.File
+	storePath := ""
+	if toStore {
+		st, err := layerstore.Open(spec.Root, spec.LayerStore.Dir, true)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		storePath = st.Path()
+		if ls, err = st.Begin(spec.LayerStore.Token, mode); err != nil {
+			return err
+		}
+		defer ls.Close()
+		if !toArchive {
+			if scratch, err = ls.Scratch(); err != nil {
+				return err
+			}
+		}
 	}
-	defer dir.Close()
-	scratch, err := safefile.Scratch(dir, strings.TrimSuffix(spec.Temp, ".partial")+".list.partial")
-	if err != nil {
-		return err
+	if toArchive {
+		if dir, err = safefile.MakeDir(spec.Root, spec.Dir, safefile.DirModeFor(mode)); err != nil {
+			return err
+		}
+		defer dir.Close()
+		if scratch, err = safefile.Scratch(dir, strings.TrimSuffix(spec.Temp, ".partial")+".list.partial"); err != nil {
+			return err
+		}
 	}
 	f.src.Exclude = append(slices.Clone(spec.Exclude), userPatterns...)
 	list, err := layer.Build(f.src, scratch)
@@ -89,8 +121,26 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	}
 	defer list.Close()
 
+	// Which base layers the store has already (each held before it is
+	// looked for, so that a collection keeps it).
+	storeLayers := make([]imgspecv1.Descriptor, len(f.base))
+	lacks := make([]bool, len(f.base))
+	reused := 0
+	if toStore {
+		for i, b := range f.base {
+			desc, ok, err := ls.Find(digest.Digest(b.diffID), b.size)
+			if err != nil {
+				return err
+			}
+			storeLayers[i], lacks[i] = desc, !ok
+			if ok {
+				reused++
+			}
+		}
+	}
+
 	created := time.Now().UTC()
-	aw := &archiveWriter{mtime: created}
+	aw := ociarchive.NewWriter(nil, created)
 	// The docs made with a stand-in for the new layer's digest have the
 	// lengths of the real ones.
 	standIn := digest.FromString("")
@@ -99,42 +149,109 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	for _, b := range f.base {
 		layers = append(layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: digest.Digest(b.diffID), Size: b.size})
 	}
-	cfg, _ := freezeConfig(f.config, spec.Container, spec, standIn, created)
-	provisional, err := makeDocs(cfg, append(layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: standIn, Size: list.Size}), newLayerPath, ref)
-	if err != nil {
-		return err
+	var total int64
+	if toArchive {
+		cfg, _ := freezeConfig(f.config, spec.Container, spec, standIn, created)
+		provisional, err := ociarchive.MakeDocs(cfg, append(layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: standIn, Size: list.Size}), newLayerPath, ref)
+		if err != nil {
+			return err
+		}
+		total = aw.Size(layers, newLayerPath, list.Size, provisional)
+	} else {
+		// Into the store alone, what is read: the base layers it lacks
+		// and the new layer.
+		total = list.Size
+		for i, b := range f.base {
+			if lacks[i] {
+				total += b.size
+			}
+		}
 	}
-	total, err := aw.archiveSize(f.base, newLayerPath, list.Size, provisional)
-	if err != nil {
-		return err
+	// The limits, before anything is written: what goes to each
+	// destination, at most.
+	var dests []destination
+	if toArchive {
+		dests = append(dests, destination{dir, spec.Dir, total})
 	}
-	if err := checkLimits(spec.Quota, dir, spec.Dir, total, list.Size); err != nil {
+	if toStore {
+		need := list.Size
+		for i, b := range f.base {
+			if lacks[i] {
+				need += b.size
+			}
+		}
+		sd, err := os.Open(storePath)
+		if err != nil {
+			return err
+		}
+		defer sd.Close()
+		dests = append(dests, destination{sd, storePath, need})
+	}
+	if err := checkLimits(spec.Quota, list.Size, dests...); err != nil {
 		return err
 	}
 
-	out, err := safefile.Create(dir, spec.Temp, mode, spec.Level)
-	if err != nil {
-		return err
-	}
-	defer out.Abort()
+	var out *safefile.File
 	var read atomic.Int64
-	raw := &counter{w: out, n: &read}
-	aw.tw = tar.NewWriter(raw)
-	stopProgress := reportProgress(emit, &read, total, out)
+	written := func() int64 {
+		n := int64(0)
+		if out != nil {
+			n += out.Written()
+		}
+		if ls != nil {
+			n += ls.Written()
+		}
+		return n
+	}
+	if toArchive {
+		if out, err = safefile.Create(dir, spec.Temp, mode, spec.Level); err != nil {
+			return err
+		}
+		defer out.Abort()
+		aw.TW = tar.NewWriter(&counter{w: out, n: &read})
+	}
+	stopProgress := reportProgress(emit, &read, total, written)
 	defer stopProgress()
 	emit(messages.Event{Event: messages.EventProgress, Total: total})
 
 	warn := func(format string, args ...any) {
 		emit(messages.Event{Event: messages.EventWarning, Message: fmt.Sprintf(format, args...)})
 	}
-	if err := aw.bytes(ociLayoutFile, layout()); err != nil {
-		return err
+	if toArchive {
+		if err := aw.Bytes(ociarchive.LayoutFile, ociarchive.Layout()); err != nil {
+			return err
+		}
 	}
 	for i, b := range f.base {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := streamBase(aw, f.driver, b); err != nil {
+		if !toArchive && !lacks[i] {
+			continue
+		}
+		var blob *layerstore.BlobWriter
+		var sink io.Writer
+		var target *ociarchive.Writer
+		if toArchive {
+			target = aw
+		}
+		if lacks[i] {
+			if blob, err = ls.CreateLayer(); err != nil {
+				return err
+			}
+			sink = blob
+			if !toArchive {
+				sink = &counter{w: blob, n: &read}
+			}
+		}
+		err := streamBase(target, sink, f.driver, b)
+		if err == nil && blob != nil {
+			storeLayers[i], err = blob.Commit(digest.Digest(b.diffID), layerstore.MediaTypeLayer)
+		}
+		if err != nil {
+			if blob != nil {
+				blob.Abort()
+			}
 			return fmt.Errorf("layer %d of the image (%s): %w", i+1, short(b.id), err)
 		}
 	}
@@ -144,43 +261,51 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 	}
 	defer closeRoot()
 	h := sha256.New()
-	err = aw.file(newLayerPath, list.Size, func(w io.Writer) error {
-		_, err := list.Stream(ctxWriter{ctx, io.MultiWriter(w, h)}, open, warn)
-		return err
-	})
+	sinks := []io.Writer{h}
+	var gz *layerstore.GzipWriter
+	if toStore {
+		level := spec.LayerStore.Level
+		if level == 0 {
+			level = spec.Level
+		}
+		if gz, err = ls.CreateGzipLayer(level); err != nil {
+			return err
+		}
+		defer gz.Abort()
+		sinks = append(sinks, gz)
+	}
+	if toArchive {
+		err = aw.File(newLayerPath, list.Size, func(w io.Writer) error {
+			_, err := list.Stream(ctxWriter{ctx, io.MultiWriter(append(sinks, w)...)}, open, warn)
+			return err
+		})
+	} else {
+		_, err = list.Stream(ctxWriter{ctx, &counter{w: io.MultiWriter(sinks...), n: &read}}, open, warn)
+	}
 	if err != nil {
 		return fmt.Errorf("the container's changes: %w", err)
 	}
 	newDiffID := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
 	cfg, removed := freezeConfig(f.config, spec.Container, spec, newDiffID, created)
-	docs, err := makeDocs(cfg, append(layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: newDiffID, Size: list.Size}), newLayerPath, ref)
+	docs, err := ociarchive.MakeDocs(cfg, append(layers, imgspecv1.Descriptor{MediaType: imgspecv1.MediaTypeImageLayer, Digest: newDiffID, Size: list.Size}), newLayerPath, ref)
 	if err != nil {
 		return err
 	}
-	if len(docs.config) != len(provisional.config) || len(docs.manifest) != len(provisional.manifest) ||
-		len(docs.index) != len(provisional.index) || len(docs.dockerManifest) != len(provisional.dockerManifest) {
-		return errors.New("internal error: the image's documents changed length")
-	}
-	for _, e := range []struct {
-		name string
-		b    []byte
-	}{
-		{blobPath(docs.configDigest), docs.config},
-		{blobPath(docs.manifestDigest), docs.manifest},
-		{ociIndexFile, docs.index},
-		{dockerManifest, docs.dockerManifest},
-	} {
-		if e.name == blobPath(docs.configDigest) {
-			if err := aw.link(blobPath(newDiffID), newLayerPath); err != nil {
-				return err
-			}
-		}
-		if err := aw.bytes(e.name, e.b); err != nil {
+	if toArchive {
+		if err := writeDocs(aw, docs, newDiffID, newLayerPath); err != nil {
 			return err
 		}
 	}
-	if err := aw.tw.Close(); err != nil {
-		return err
+	var manifest imgspecv1.Descriptor
+	var imageSize int64
+	if toStore {
+		newDesc, err := gz.Commit(newDiffID)
+		if err != nil {
+			return fmt.Errorf("the container's changes: %w", err)
+		}
+		if manifest, imageSize, err = storeDocs(ls, docs.Config, append(storeLayers, newDesc)); err != nil {
+			return err
+		}
 	}
 	// A container removed meanwhile took its files with it: what was read
 	// of them is not a freeze of anything.
@@ -195,27 +320,109 @@ func freeze(ctx context.Context, spec messages.Spec, emit func(messages.Event)) 
 		warn("removed %d environment variable(s) that look like secrets from the image: %v", len(removed), removed)
 	}
 
-	res, err := out.Commit(spec.Name)
-	if err != nil {
-		return err
-	}
 	ex := &api.Exclusions{Placeholders: list.LeftOut, Patterns: spec.Exclude, UserPatterns: userPatterns,
 		Entries: list.Excluded.Entries, Bytes: list.Excluded.Bytes}
-	sc := spec.Sidecar
-	sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
-	sc.ImageID, sc.Method, sc.Exclusions = docs.configDigest.String(), api.MethodDirect, ex
-	if err := safefile.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
-		warn("the archive is complete but its sidecar could not be written: %v", err)
+	done := messages.Event{Event: messages.EventDone, Read: total, Total: total, ImageID: docs.ConfigDigest.String(), Exclusions: ex}
+	if toStore {
+		// The store's image first: an archive that then fails takes it
+		// away again, and a failed freeze leaves nothing.
+		sc := spec.Sidecar
+		sc.Archive, sc.SHA256, sc.Size, sc.Format = spec.LayerStore.Image, manifest.Digest.Encoded(), imageSize, api.FormatStore
+		sc.ImageID, sc.Method, sc.Exclusions = docs.ConfigDigest.String(), api.MethodDirect, ex
+		sc.Written = ls.Written()
+		path, err := ls.Publish(spec.LayerStore.Image, manifest, ref, &sc)
+		if err != nil {
+			return err
+		}
+		done.Store = &api.StoreImage{Path: path, Sidecar: filepath.Join(path, layerstore.SidecarFile), Manifest: manifest.Digest.String(),
+			Size: imageSize, Written: ls.Written(), Reused: reused}
 	}
-	emit(messages.Event{Event: messages.EventDone, Read: total, Total: total, Written: res.Size, SHA256: res.SHA256, Size: res.Size,
-		ImageID: docs.configDigest.String(), Exclusions: ex})
+	if toArchive {
+		res, err := out.Commit(spec.Name)
+		if err != nil {
+			if done.Store != nil {
+				removeStoreImage(spec)
+			}
+			return err
+		}
+		sc := spec.Sidecar
+		sc.Archive, sc.SHA256, sc.Size = res.Name, res.SHA256, res.Size
+		sc.ImageID, sc.Method, sc.Exclusions = docs.ConfigDigest.String(), api.MethodDirect, ex
+		if err := safefile.WriteSidecar(dir, spec.SidecarName, mode, sc); err != nil {
+			warn("the archive is complete but its sidecar could not be written: %v", err)
+		}
+		done.SHA256, done.Size = res.SHA256, res.Size
+	}
+	done.Written = written()
+	emit(done)
 	return nil
 }
 
+// formats says what spec.Format writes.
+func formats(spec messages.Spec) (archive, store bool, err error) {
+	switch spec.Format {
+	case "", api.FormatArchive:
+		return true, false, nil
+	case api.FormatStore, api.FormatBoth:
+		if spec.LayerStore == nil || !safefile.ValidName(spec.LayerStore.Image) {
+			return false, false, fmt.Errorf("%w: format %s needs a layer store and an image name", safefile.ErrUnsafePath, spec.Format)
+		}
+		return spec.Format == api.FormatBoth, true, nil
+	}
+	return false, false, fmt.Errorf("unknown format %q", spec.Format)
+}
+
+// writeDocs ends an archive: the link from the new layer's digest to its
+// entry, the config, the manifests and the indexes.
+func writeDocs(aw *ociarchive.Writer, docs *ociarchive.Docs, newDiffID digest.Digest, newLayerPath string) error {
+	if err := aw.Link(ociarchive.BlobPath(newDiffID), newLayerPath); err != nil {
+		return err
+	}
+	if err := aw.Docs(docs); err != nil {
+		return err
+	}
+	return aw.Close()
+}
+
+// storeDocs writes the config (the archive's, byte for byte: the same
+// image ID) and the store's manifest, whose layers are the blobs as the
+// store holds them; it returns the manifest and what the image's blobs
+// take.
+func storeDocs(ls *layerstore.Freeze, config []byte, layers []imgspecv1.Descriptor) (imgspecv1.Descriptor, int64, error) {
+	cd, err := ls.PutBlob(imgspecv1.MediaTypeImageConfig, config)
+	if err != nil {
+		return cd, 0, err
+	}
+	mb, err := ociarchive.MarshalManifest(cd, layers)
+	if err != nil {
+		return cd, 0, err
+	}
+	md, err := ls.PutBlob(imgspecv1.MediaTypeImageManifest, mb)
+	if err != nil {
+		return md, 0, err
+	}
+	size := cd.Size + md.Size
+	for _, l := range layers {
+		size += l.Size
+	}
+	return md, size, nil
+}
+
+// removeStoreImage takes back the image a freeze published, when the
+// archive it also had to write failed.
+func removeStoreImage(spec messages.Spec) {
+	if st, err := layerstore.Open(spec.Root, spec.LayerStore.Dir, false); err == nil {
+		st.Remove(spec.LayerStore.Image)
+		st.Close()
+	}
+}
+
 // streamBase writes one base layer as its tar-split reassembles it from
-// the layer's files, and checks it against the digest the store recorded
-// for it: a layer whose files changed on disk is refused, naming it.
-func streamBase(aw *archiveWriter, driver drivers.Driver, b baseLayer) error {
+// the layer's files, into the archive aw (when not nil) and to sink (a
+// layer store's blob, when not nil), and checks it against the digest the
+// store recorded for it: a layer whose files changed on disk is refused,
+// naming it.
+func streamBase(aw *ociarchive.Writer, sink io.Writer, driver drivers.Driver, b baseLayer) error {
 	want, err := digest.Parse(b.diffID)
 	if err != nil {
 		return err
@@ -239,13 +446,26 @@ func streamBase(aw *archiveWriter, driver drivers.Driver, b baseLayer) error {
 		return fmt.Errorf("read its tar-split: %w", err)
 	}
 	h := want.Algorithm().Hash()
-	err = aw.file(blobPath(want), b.size, func(w io.Writer) error {
-		err := asm.WriteOutputTarStream(fg, tsstorage.NewJSONUnpacker(zr), io.MultiWriter(w, h))
-		if errors.Is(err, tar.ErrWriteTooLong) {
-			return fmt.Errorf("it is larger than the %d bytes the store recorded: its files changed on disk", b.size)
+	var n countOnly
+	write := func(w io.Writer) error {
+		ws := []io.Writer{w, h, &n}
+		if w == nil {
+			ws = ws[1:]
+		}
+		if sink != nil {
+			ws = append(ws, sink)
+		}
+		err := asm.WriteOutputTarStream(fg, tsstorage.NewJSONUnpacker(zr), io.MultiWriter(ws...))
+		if errors.Is(err, tar.ErrWriteTooLong) || (err == nil && int64(n) != b.size) {
+			return fmt.Errorf("it is not the %d bytes the store recorded: its files changed on disk", b.size)
 		}
 		return err
-	})
+	}
+	if aw != nil {
+		err = aw.File(ociarchive.BlobPath(want), b.size, write)
+	} else {
+		err = write(nil)
+	}
 	if err != nil {
 		var werr writeFailure
 		if errors.As(err, &werr) {
@@ -258,6 +478,11 @@ func streamBase(aw *archiveWriter, driver drivers.Driver, b baseLayer) error {
 	}
 	return nil
 }
+
+// countOnly counts what is written to it.
+type countOnly int64
+
+func (c *countOnly) Write(p []byte) (int, error) { *c += countOnly(len(p)); return len(p), nil }
 
 // writeFailure is a failure to write the archive (a full disk), as
 // opposed to one of reading what goes into it.
@@ -295,8 +520,9 @@ func (c ctxWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
-// reportProgress emits progress every progressEvery until stopped.
-func reportProgress(emit func(messages.Event), read *atomic.Int64, total int64, out *safefile.File) (stop func()) {
+// reportProgress emits progress every progressEvery until stopped:
+// read counts the uncompressed bytes, written what reached the files.
+func reportProgress(emit func(messages.Event), read *atomic.Int64, total int64, written func() int64) (stop func()) {
 	done := make(chan struct{})
 	ended := make(chan struct{})
 	go func() {
@@ -308,7 +534,7 @@ func reportProgress(emit func(messages.Event), read *atomic.Int64, total int64, 
 			case <-done:
 				return
 			case <-t.C:
-				emit(messages.Event{Event: messages.EventProgress, Read: read.Load(), Written: out.Written(), Total: total})
+				emit(messages.Event{Event: messages.EventProgress, Read: read.Load(), Written: written(), Total: total})
 			}
 		}
 	}()

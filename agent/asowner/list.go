@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 
 	"github.com/baicommit/baicommit/agent/messages"
 
+	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/layerstore"
+	"github.com/baicommit/baicommit/internal/safefile"
 )
 
 // runList reports the archives of the user the helper runs as that the
@@ -24,6 +28,13 @@ func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	if err != nil {
 		return fmt.Errorf("list archives: %w", err)
 	}
+	if ls := spec.LayerStore; ls != nil {
+		images, more, err := storeImages(ctx, ls.Root, ls.Dir)
+		if err != nil {
+			return err
+		}
+		entries, warnings = mergeNewestFirst(entries, images), append(warnings, more...)
+	}
 	for _, w := range warnings {
 		emit(messages.Event{Event: messages.EventWarning, Message: w})
 	}
@@ -36,4 +47,31 @@ func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	}
 	emit(messages.Event{Event: messages.EventDone, Size: int64(len(entries))})
 	return nil
+}
+
+// storeImages are the user's images in the layer store dir (none when
+// there is no store yet).
+func storeImages(ctx context.Context, root, dir string) ([]archives.Entry, []string, error) {
+	st, err := layerstore.Open(root, dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if errors.Is(err, safefile.ErrUntrusted) {
+		// Nothing there is trusted to be the user's; their archives are
+		// still listed.
+		return nil, []string{fmt.Sprintf("the layer store is not listed: %v", err)}, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the layer store: %w", err)
+	}
+	defer st.Close()
+	uid := os.Getuid()
+	return st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
+}
+
+// mergeNewestFirst merges two lists sorted newest first.
+func mergeNewestFirst(a, b []archives.Entry) []archives.Entry {
+	out := append(slices.Clone(a), b...)
+	slices.SortStableFunc(out, func(x, y archives.Entry) int { return y.Created.Compare(x.Created) })
+	return out
 }

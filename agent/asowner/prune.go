@@ -13,6 +13,8 @@ import (
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/archives"
 	"github.com/baicommit/baicommit/internal/config"
+	"github.com/baicommit/baicommit/internal/layerstore"
+	"github.com/baicommit/baicommit/internal/safefile"
 	"github.com/baicommit/baicommit/policy"
 )
 
@@ -81,6 +83,9 @@ func usage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 	if err != nil {
 		return err
 	}
+	if err := storeUsage(ctx, spec.LayerStore, u); err != nil {
+		return err
+	}
 	for _, g := range spec.Groups {
 		dest := spec.Dest
 		if dest == "" {
@@ -97,6 +102,37 @@ func usage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 		u.Groups = append(u.Groups, api.GroupUsage{Group: g.Name, Dir: scope, Archives: n, Bytes: b, Quota: g.Quota})
 	}
 	emit(messages.Event{Event: messages.EventDone, Usage: u})
+	return nil
+}
+
+// storeUsage adds what the caller keeps in the layer store ls to u: the
+// blobs their files hold (each once) and their images.
+func storeUsage(ctx context.Context, ls *messages.LayerStore, u *api.Usage) error {
+	if ls == nil {
+		return nil
+	}
+	st, err := layerstore.Open(ls.Root, ls.Dir, false)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, safefile.ErrUntrusted) {
+		// No store yet, or none trusted to be the user's (a freeze there
+		// is refused, saying why): nothing of theirs to count.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the layer store %s: %w", ls.Dir, err)
+	}
+	defer st.Close()
+	su, err := st.Usage(ctx)
+	if err != nil {
+		return fmt.Errorf("the usage of the layer store %s: %w", st.Path(), err)
+	}
+	uid := os.Getuid()
+	imgs, _, err := st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
+	if err != nil {
+		return fmt.Errorf("the images of the layer store %s: %w", st.Path(), err)
+	}
+	u.Store, u.StoreBytes, u.StoreImages = st.Path(), su.ByUID[uid], len(imgs)
+	u.Bytes += u.StoreBytes
+	u.Archives += u.StoreImages
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/archives"
+	"github.com/baicommit/baicommit/internal/layerstore"
 	"github.com/baicommit/baicommit/internal/registry"
 	"github.com/baicommit/baicommit/internal/safefile"
 )
@@ -25,6 +26,9 @@ import (
 func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
 	if spec.Push == nil {
 		return errors.New("push: no destination")
+	}
+	if spec.LayerStore != nil {
+		return pushStoreImage(ctx, spec, emit)
 	}
 	if !safefile.ValidName(spec.Name) || !safefile.ValidName(spec.SidecarName) {
 		return fmt.Errorf("%w: bad archive name %q", safefile.ErrUnsafePath, spec.Name)
@@ -54,19 +58,9 @@ func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 		return err
 	}
 
-	p := spec.Push
-	opts := registry.Options{
-		// The file this helper opened, not a path that could be swapped.
-		Archive:  fmt.Sprintf("/proc/self/fd/%d", f.Fd()),
-		Ref:      p.Ref,
-		Creds:    p.Creds,
-		AuthFile: p.AuthFile,
-		Insecure: p.TLSVerify != nil && !*p.TLSVerify,
-		Retries:  registry.DefaultRetries,
-		Progress: func(sent, total int64) {
-			emit(messages.Event{Event: messages.EventProgress, Read: sent, Size: total})
-		},
-	}
+	opts := registryOptions(spec.Push, emit)
+	// The file this helper opened, not a path that could be swapped.
+	opts.Archive = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	res, err := registry.Push(ctx, opts)
 	if err != nil {
 		return err
@@ -77,4 +71,38 @@ func push(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	}
 	emit(messages.Event{Event: messages.EventDone, Digest: res.Digest, Message: res.Ref})
 	return nil
+}
+
+// pushStoreImage pushes an image of the layer store straight from its
+// blobs, and records the push in its sidecar.
+func pushStoreImage(ctx context.Context, spec messages.Spec, emit func(messages.Event)) error {
+	ls := spec.LayerStore
+	st, err := layerstore.Open(ls.Root, ls.Dir, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	res, err := layerstore.Push(ctx, st, ls.Image, registryOptions(spec.Push, emit))
+	if err != nil {
+		return err
+	}
+	if err := st.RecordPush(ls.Image, api.PushRecord{Ref: res.Ref, Digest: res.Digest, Pushed: time.Now().UTC()}); err != nil {
+		emit(messages.Event{Event: messages.EventWarning, Message: "the image was pushed but its sidecar could not record it: " + err.Error()})
+	}
+	emit(messages.Event{Event: messages.EventDone, Digest: res.Digest, Message: res.Ref})
+	return nil
+}
+
+// registryOptions are the options of a push the agent asked for.
+func registryOptions(p *api.PushRequest, emit func(messages.Event)) registry.Options {
+	return registry.Options{
+		Ref:      p.Ref,
+		Creds:    p.Creds,
+		AuthFile: p.AuthFile,
+		Insecure: p.TLSVerify != nil && !*p.TLSVerify,
+		Retries:  registry.DefaultRetries,
+		Progress: func(sent, total int64) {
+			emit(messages.Event{Event: messages.EventProgress, Read: sent, Size: total})
+		},
+	}
 }

@@ -30,10 +30,23 @@ func quotaErrorf(format string, args ...any) error {
 // whatToDo is how a user makes room.
 const whatToDo = "remove archives you no longer need with `baicommit rm ARCHIVE…` (see `baicommit usage` and `baicommit list`), or apply the retention rules with `baicommit prune`"
 
-// checkLimits refuses a freeze of total bytes (the uncompressed archive,
-// an upper bound of what it writes) whose changes are changes bytes, when
-// it would pass a limit of q or the free space below dir.
-func checkLimits(q *messages.QuotaCheck, dir *os.File, dirName string, total, changes int64) error {
+// destination is a directory a freeze writes into and the most it writes
+// there.
+type destination struct {
+	dir  *os.File
+	name string
+	need int64
+}
+
+// checkLimits refuses a freeze whose changes are changes bytes and that
+// writes at most what dests say (the uncompressed sizes: upper bounds),
+// when it would pass a limit of q or the free space of a destination.
+// Destinations on one filesystem share its free space.
+func checkLimits(q *messages.QuotaCheck, changes int64, dests ...destination) error {
+	var total int64
+	for _, d := range dests {
+		total += d.need
+	}
 	if q != nil {
 		if m := q.Quotas.MaxFreezeSize; m > 0 && changes > m {
 			return quotaErrorf("the session's changes are %s, and this site freezes at most %s (max_freeze_size): make the session smaller (remove caches, or leave paths out with --exclude) and freeze again",
@@ -57,11 +70,29 @@ func checkLimits(q *messages.QuotaCheck, dir *os.File, dirName string, total, ch
 			}
 		}
 	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(dir.Fd()), &st); err == nil {
-		if free := int64(st.Bavail) * st.Bsize; free < total {
+	type fs struct {
+		free, need int64
+		name       string
+	}
+	byFS := map[unix.Fsid]*fs{}
+	var order []unix.Fsid
+	for _, d := range dests {
+		var st unix.Statfs_t
+		if d.dir == nil || unix.Fstatfs(int(d.dir.Fd()), &st) != nil {
+			continue
+		}
+		f := byFS[st.Fsid]
+		if f == nil {
+			f = &fs{free: int64(st.Bavail) * st.Bsize, name: d.name}
+			byFS[st.Fsid] = f
+			order = append(order, st.Fsid)
+		}
+		f.need += d.need
+	}
+	for _, id := range order {
+		if f := byFS[id]; f.free < f.need {
 			return quotaErrorf("the save location %s has %s free, and this freeze needs up to %s (its uncompressed size): free space there, or ask your site's admins",
-				dirName, units.Human(free), units.Human(total))
+				f.name, units.Human(f.free), units.Human(f.need))
 		}
 	}
 	return nil

@@ -136,6 +136,14 @@ type Spec struct {
 	Paths []string `json:"paths,omitempty"`
 	// PID is the process OpKill ends.
 	PID int `json:"pid,omitempty"`
+
+	// Format is what OpFreeze writes: api.FormatArchive (empty), the
+	// archive Name below Dir; api.FormatStore, an image into LayerStore;
+	// or api.FormatBoth.
+	Format string `json:"format,omitempty"`
+	// LayerStore is the layer store OpFreeze writes into, OpPush pushes
+	// from, and OpRemove cleans up after a task in.
+	LayerStore *LayerStore `json:"layer_store,omitempty"`
 }
 
 // GroupQuota is a group's quota, by name and gid as the host knows it.
@@ -149,6 +157,20 @@ type GroupQuota struct {
 type QuotaCheck struct {
 	Quotas api.Quotas `json:"quotas"`
 	Usage  api.Usage  `json:"usage"`
+}
+
+// LayerStore names a layer store and what a helper does in it.
+type LayerStore struct {
+	// Root is the save root the store lies below, Dir its directory.
+	Root string `json:"root"`
+	Dir  string `json:"dir"`
+	// Image is the name of the image (a freeze's, or the one to push).
+	Image string `json:"image,omitempty"`
+	// Token names a freeze's hold and temporary files: unique to node
+	// and task.
+	Token string `json:"token,omitempty"`
+	// Level is the gzip level of the new layer.
+	Level int `json:"level,omitempty"`
 }
 
 // Container is what the owner's Podman says of a container, for the image
@@ -227,6 +249,8 @@ type Event struct {
 	// QuotaExceeded marks an error event: the freeze would pass a quota,
 	// and nothing was written.
 	QuotaExceeded bool `json:"quota_exceeded,omitempty"`
+	// Store is the image OpFreeze wrote into the layer store.
+	Store *api.StoreImage `json:"store,omitempty"`
 }
 
 // Encoder returns an emit function writing events as JSON lines to w.

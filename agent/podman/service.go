@@ -8,12 +8,15 @@
 package podman
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -295,18 +298,64 @@ type Loader struct {
 	Podman string
 }
 
-// Load runs `podman load -i archive` as u.
+// Load runs `podman load -i archive` as u, or, for an image layout of a
+// layer store (archive "oci:PATH:REF"), `podman pull` of it named REF.
 func (l Loader) Load(ctx context.Context, u *identity.User, archive string) error {
-	cmd := exec.CommandContext(ctx, l.Podman, "load", "-q", "-i", archive)
+	if rest, ok := strings.CutPrefix(archive, "oci:"); ok {
+		path, ref, _ := strings.Cut(rest, ":")
+		return l.pullLayout(ctx, u, path, ref)
+	}
+	_, err := l.run(ctx, u, "load", "-q", "-i", archive)
+	return err
+}
+
+// pullLayout pulls the layout at path as u and names the image ref.
+// Podman 4.3 names an image pulled from a layout after the layout's path,
+// which must then be a valid image name: it pulls through a link of such
+// a name (the agent's own directory; the link is only ever followed by
+// u's podman), and that name is dropped again.
+func (l Loader) pullLayout(ctx context.Context, u *identity.User, path, ref string) error {
+	tmp, err := os.MkdirTemp("", "baicommit-keep-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	link := filepath.Join(tmp, "image")
+	if err := os.Symlink(path, link); err != nil {
+		return err
+	}
+	out, err := l.run(ctx, u, "pull", "-q", "oci:"+link)
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSpace(out)
+	if i := strings.LastIndexByte(id, '\n'); i >= 0 {
+		id = id[i+1:]
+	}
+	if _, err := l.run(ctx, u, "tag", id, ref); err != nil {
+		return err
+	}
+	_, _ = l.run(ctx, u, "rmi", "localhost"+link+":latest")
+	return nil
+}
+
+// run runs podman args as u and returns its standard output.
+func (l Loader) run(ctx context.Context, u *identity.User, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, l.Podman, args...)
 	cmd.Dir = "/"
 	cmd.Env = append(runas.Env(u), runas.RuntimeDirEnv(u)...)
 	cmd.SysProcAttr = runas.Credentials(u)
 	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("podman load: %v: %s", err, strings.TrimSpace(string(out[max(0, len(out)-2000):])))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		b := stderr.Bytes()
+		return "", fmt.Errorf("podman %s: %v: %s", args[0], err, strings.TrimSpace(string(b[max(0, len(b)-2000):])))
 	}
-	return nil
+	return stdout.String(), nil
 }
 
 // ErrExecTimeout means a command run in a container did not end in time.

@@ -40,6 +40,16 @@ type Record struct {
 	Dir  string `json:"dir,omitempty"`
 	Root string `json:"root,omitempty"`
 	Temp string `json:"temp,omitempty"`
+	// StoreDir and StoreRoot locate the layer store a freeze in format
+	// store or both writes into, StoreToken its hold and temporary files
+	// there.
+	StoreDir   string `json:"store_dir,omitempty"`
+	StoreRoot  string `json:"store_root,omitempty"`
+	StoreToken string `json:"store_token,omitempty"`
+	// Planned is where the task's archive goes: Archive while the archive
+	// is written, kept here for a freeze into the store alone, which
+	// shows no archive.
+	Planned *api.Archive `json:"planned,omitempty"`
 
 	// Stop asks to stop the container first if it still runs (a freeze
 	// at the end of its Slurm job: the job's processes are gone).
@@ -56,10 +66,14 @@ type Record struct {
 	// count their archives); UserBefore and UserExclude are what the
 	// request asked to run before the freeze and to leave out; Quotas are
 	// the manager's (nil: the agent's own).
-	UserDir     string      `json:"user_dir,omitempty"`
-	UserBefore  []string    `json:"user_before,omitempty"`
-	UserExclude []string    `json:"user_exclude,omitempty"`
-	Quotas      *api.Quotas `json:"quotas,omitempty"`
+	UserDir string `json:"user_dir,omitempty"`
+	// UserStore and UserStoreRoot locate the owner's layer store, whose
+	// blobs count against their quota whatever this freeze writes.
+	UserStore     string      `json:"user_store,omitempty"`
+	UserStoreRoot string      `json:"user_store_root,omitempty"`
+	UserBefore    []string    `json:"user_before,omitempty"`
+	UserExclude   []string    `json:"user_exclude,omitempty"`
+	Quotas        *api.Quotas `json:"quotas,omitempty"`
 }
 
 // uids are the users r concerns: its owner, and whoever asked for it.

@@ -75,6 +75,7 @@ func (e *env) app() *ucli.App {
 			e.usageCommand(),
 			e.pruneCommand(),
 			e.rmCommand(),
+			e.exportCommand(),
 		},
 		// Without an action urfave/cli treats an unknown command as a help
 		// topic ("No help topic for …", exit 3); say what is wrong instead.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ func (e *env) listCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: "json", Usage: `print {"tasks": [...], "archives": [...]} as JSON`},
 			&ucli.StringFlag{Name: "dir", EnvVars: []string{EnvDir}, Usage: "look for archives below `DIR`"},
+			storeFlag(),
 		},
 		OnUsageError: onUsageError,
 		Action:       e.list,
@@ -67,9 +69,11 @@ func (e *env) list(c *ucli.Context) error {
 		out.Tasks = tasks
 	}
 	explicit := dir != ""
-	if dir == "" {
+	store := c.String("store")
+	if terr == nil && (dir == "" || store == "") {
 		if v, err := cl.Version(ctx); err == nil {
-			dir = v.SaveDir
+			dir = cmp.Or(dir, v.SaveDir)
+			store = cmp.Or(store, v.StoreDir)
 		}
 	}
 	if dir != "" {
@@ -86,6 +90,17 @@ func (e *env) list(c *ucli.Context) error {
 		default:
 			return err
 		}
+		for _, w := range warnings {
+			fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
+		}
+	}
+	if store != "" {
+		// The layer store's images, beside the archives.
+		found, warnings, err := storeEntries(ctx, store)
+		if err != nil {
+			return err
+		}
+		out.Archives = mergeEntries(out.Archives, found)
 		for _, w := range warnings {
 			fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
 		}

@@ -35,6 +35,7 @@ func (e *env) commitCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "push", Usage: "then push the image to `REF` (REGISTRY/NAME[:TAG]) with your credentials"},
 			&ucli.StringSliceFlag{Name: "before", Usage: "first run `COMMAND` in the session (e.g. 'conda clean -afy'; split as a shell would, run without one); repeatable"},
 			&ucli.StringSliceFlag{Name: "exclude", Usage: "leave the container path `GLOB` (and what is below it) out of the freeze; repeatable; also from ~/.config/baicommit/exclude"},
+			formatFlag(),
 		}, registryFlags()...),
 		OnUsageError: onUsageError,
 		Action:       e.commit,
@@ -74,6 +75,7 @@ func (e *env) commit(c *ucli.Context) error {
 		Push:      push,
 		Before:    c.StringSlice("before"),
 		Exclude:   c.StringSlice("exclude"),
+		Format:    c.String("format"),
 	})
 	if err != nil {
 		return err
@@ -138,12 +140,16 @@ func (e *env) follow(ctx context.Context, cl *client.Client, t *api.Task, asJSON
 // printResult describes a successful freeze.
 func printResult(w io.Writer, t *api.Task) {
 	path := "(no archive reported)"
-	if t.Archive != nil {
+	switch {
+	case t.Archive != nil:
 		path = t.Archive.Path
+	case t.Store != nil:
+		path = t.Store.Path
 	}
 	fmt.Fprintf(w, "Froze %s into %s\n", t.Container, path)
 	tw := newTable(w)
 	fmt.Fprintf(tw, "  image:\t%s\n", t.Image)
+	printStoreResult(tw, t)
 	if a := t.Archive; a != nil {
 		if a.Size > 0 {
 			fmt.Fprintf(tw, "  size:\t%s\n", sizeText(a))

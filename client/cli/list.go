@@ -31,6 +31,8 @@ func outcome(t *api.Task) string {
 	switch {
 	case t.Archive != nil && t.Archive.Path != "":
 		return t.Archive.Path
+	case t.Store != nil:
+		return t.Store.Path
 	case t.Error != "":
 		return "error: " + oneLine(t.Error, errorWidth)
 	default:

@@ -79,12 +79,15 @@ func (e *env) pushCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "push",
 		Usage:     "push a frozen archive to an OCI registry (no Podman needed)",
-		ArgsUsage: "ARCHIVE REF",
+		ArgsUsage: "ARCHIVE|STORE-IMAGE REF",
 		Description: "Checks ARCHIVE (a .tar.gz baicommit wrote) against its sidecar's sha256, pushes\n" +
 			"it to REF (REGISTRY/NAME[:TAG]) with your registry credentials, and records\n" +
 			"the push and its manifest digest in the sidecar. Runs anywhere the archive\n" +
-			"can be read, e.g. a login node: it needs neither Podman nor the agent.",
-		Flags:        append(registryFlags(), &ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"}),
+			"can be read, e.g. a login node: it needs neither Podman nor the agent.\n" +
+			"A STORE-IMAGE (a layer store image's path, or its name in your store) is\n" +
+			"pushed straight from the store's blobs, each checked as it is read; blobs\n" +
+			"the registry has are skipped.",
+		Flags:        append(registryFlags(), &ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"}, storeFlag()),
 		OnUsageError: onUsageError,
 		Action:       e.push,
 	}
@@ -109,16 +112,7 @@ func (e *env) push(c *ucli.Context) error {
 		return err
 	}
 	ctx := c.Context
-	f, sc, err := archives.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := archives.Verify(ctx, f, sc); err != nil {
-		return err
-	}
 	opts := registry.Options{
-		Archive:  fmt.Sprintf("/proc/self/fd/%d", f.Fd()),
 		Ref:      ref,
 		Creds:    req.Creds,
 		AuthFile: req.AuthFile,
@@ -128,17 +122,19 @@ func (e *env) push(c *ucli.Context) error {
 		// TMPDIR is usually the right scratch space.
 		TempDir: os.Getenv("TMPDIR"),
 	}
-	if e.tty {
-		b := &progressBar{w: e.stderr, width: e.width, now: e.now}
-		start := e.now()
-		opts.Progress = func(sent, total int64) {
-			b.update(&api.Task{State: api.StateRunning, Phase: api.PhasePushing, Created: start,
-				Push: &api.PushStatus{Ref: ref, Sent: sent, Total: total}})
-		}
-		defer b.clear()
-	} else if !c.Bool("json") {
-		fmt.Fprintf(e.stderr, "Pushing %s to %s\n", path, ref)
+	if image, ok := storeImagePath(c, path); ok {
+		return e.pushStoreImage(c, image, opts)
 	}
+	f, sc, err := archives.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := archives.Verify(ctx, f, sc); err != nil {
+		return err
+	}
+	opts.Archive = fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	defer e.pushProgress(c, path, &opts)()
 	res, err := registry.Push(ctx, opts)
 	if err != nil {
 		return err
@@ -150,6 +146,30 @@ func (e *env) push(c *ucli.Context) error {
 	} else {
 		out.Sidecar = scPath
 	}
+	return e.printPush(c, out)
+}
+
+// pushProgress shows a push's progress (a bar on a terminal) and returns
+// what clears it.
+func (e *env) pushProgress(c *ucli.Context, path string, opts *registry.Options) func() {
+	if e.tty {
+		b := &progressBar{w: e.stderr, width: e.width, now: e.now}
+		start := e.now()
+		opts.Progress = func(sent, total int64) {
+			b.update(&api.Task{State: api.StateRunning, Phase: api.PhasePushing, Created: start,
+				Push: &api.PushStatus{Ref: opts.Ref, Sent: sent, Total: total}})
+		}
+		return b.clear
+	}
+	if !c.Bool("json") {
+		fmt.Fprintf(e.stderr, "Pushing %s to %s\n", path, opts.Ref)
+	}
+	return func() {}
+}
+
+// printPush reports a push.
+func (e *env) printPush(c *ucli.Context, out pushOutput) error {
+	path, res := out.Archive, out
 	if c.Bool("json") {
 		return writeJSON(e.stdout, out)
 	}

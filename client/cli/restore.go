@@ -12,16 +12,19 @@ func (e *env) restoreCommand() *ucli.Command {
 	flags := append(registryFlags(),
 		&ucli.StringFlag{Name: "name", Aliases: []string{"n"}, Usage: "also name the restored image `NAME:TAG`"},
 		&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		storeFlag(),
 	)
 	return &ucli.Command{
 		Name:      "restore",
 		Usage:     "load a frozen image into your Podman, to start a new session from it",
-		ArgsUsage: "ARCHIVE|REF",
+		ArgsUsage: "ARCHIVE|STORE-IMAGE|REF",
 		Description: "ARCHIVE (a .tar.gz baicommit wrote, and a file of yours) is checked against\n" +
 			"the sha256 in its sidecar first, and refused if it changed since the freeze;\n" +
 			"then it is loaded into your own rootless Podman under the name its sidecar\n" +
 			"recorded, unless that name already belongs to another of your images (only\n" +
-			"--name moves a name). REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
+			"--name moves a name). STORE-IMAGE (a layer store image's path, or its name\n" +
+			"in your store) is pulled from its layout, every blob checked against its\n" +
+			"digest. REF (REGISTRY/NAME[:TAG]) is pulled.\n" +
 			"Then start a new session: podman run -it IMAGE",
 		Flags:        flags,
 		OnUsageError: onUsageError,
@@ -39,7 +42,9 @@ func (e *env) restore(c *ucli.Context) error {
 		p.Stderr = nil
 	}
 	var res *restore.Result
-	if restore.IsArchive(arg) {
+	if path, ok := storeImagePath(c, arg); ok {
+		res, err = restore.StoreImage(c.Context, p, path, c.String("name"))
+	} else if restore.IsArchive(arg) {
 		if !c.Bool("json") {
 			fmt.Fprintf(e.stderr, "Checking %s against its sidecar...\n", arg)
 		}

@@ -83,6 +83,12 @@ func printTask(w io.Writer, t *api.Task, now time.Time) error {
 			row("SHA256", "%s", a.SHA256)
 		}
 	}
+	if st := t.Store; st != nil {
+		row("Store image", "%s", st.Path)
+		row("Written", "%s into the layer store (%d layer(s) found there; the image is %s)", units.Human(st.Written), st.Reused, units.Human(st.Size))
+	} else if t.Format != "" && t.Format != api.FormatArchive {
+		row("Format", "%s", t.Format)
+	}
 	if p := t.Push; p != nil {
 		row("Push", "%s (%s)", p.Ref, p.State)
 		if p.Digest != "" {

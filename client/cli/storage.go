@@ -10,6 +10,7 @@ import (
 
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/client"
+	"github.com/baicommit/baicommit/internal/layerstore"
 	"github.com/baicommit/baicommit/internal/units"
 )
 
@@ -33,11 +34,17 @@ func printUsage(w io.Writer, u *api.Usage, now time.Time) error {
 	for _, c := range u.ByContainer {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", c.Container, c.Archives, units.Human(c.Bytes), timestamp(now, c.Newest))
 	}
+	if u.Store != "" {
+		fmt.Fprintf(tw, "(layer store)\t%d\t%s\t\n", u.StoreImages, units.Human(u.StoreBytes))
+	}
 	fmt.Fprintf(tw, "total\t%d\t%s\t\n", u.Archives, units.Human(u.Bytes))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "\nbelow %s\n", u.Dir)
+	if u.Store != "" {
+		fmt.Fprintf(w, "layer store %s: each blob counted once, however many images use it\n", u.Store)
+	}
 	if q := u.Quota; q != nil {
 		fmt.Fprintf(w, "your quota: %s\n", quotaText(u.Archives, u.Bytes, *q))
 	}
@@ -68,11 +75,14 @@ func (e *env) pruneCommand() *ucli.Command {
 		Name:  "prune",
 		Usage: "remove the archives the retention rules do not keep (the site's, and yours in ~/.config/baicommit/retention.toml)",
 		Description: "The newest archive of each container always stays, and so does any archive a\n" +
-			"restore or a push is reading. --dry-run says what would go and removes nothing.",
-		Flags: []ucli.Flag{
+			"restore or a push is reading. --dry-run says what would go and removes nothing.\n" +
+			"With --store, the blobs of your layer store that no image uses go too, safely\n" +
+			"while freezes on other nodes write into it: blobs younger than --grace and\n" +
+			"blobs a running freeze holds stay.",
+		Flags: append([]ucli.Flag{
 			&ucli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only say what would be removed"},
-			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
-		},
+			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON (with --store: {\"archives\", \"store\"})"},
+		}, pruneStoreFlags()...),
 		OnUsageError: onUsageError,
 		Action: func(c *ucli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -82,11 +92,31 @@ func (e *env) pruneCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.Prune(c.Context, c.Bool("dry-run"))
+			dry := c.Bool("dry-run")
+			res, err := cl.Prune(c.Context, dry)
 			if err != nil {
 				return err
 			}
+			var gc *layerstore.GCResult
+			var store string
+			if c.Bool("store") {
+				t0 := time.Now()
+				if gc, store, err = e.gcStore(c, dry); err != nil {
+					return err
+				}
+				defer func() {
+					if !c.Bool("json") {
+						e.printGC(c, gc, store, dry, time.Since(t0))
+					}
+				}()
+			}
 			if c.Bool("json") {
+				if gc != nil {
+					return writeJSON(e.stdout, struct {
+						Archives *api.PruneResult     `json:"archives"`
+						Store    *layerstore.GCResult `json:"store"`
+					}{res, gc})
+				}
 				return writeJSON(e.stdout, res)
 			}
 			verb := "removed"
@@ -105,32 +135,58 @@ func (e *env) pruneCommand() *ucli.Command {
 	}
 }
 
+func (e *env) printGC(c *ucli.Context, res *layerstore.GCResult, store string, dry bool, took time.Duration) {
+	verb := "removed"
+	if dry {
+		verb = "would remove"
+	}
+	fmt.Fprintf(e.stdout, "%s %d blob(s) (%s) from the layer store %s in %s\n", verb, res.Removed, units.Human(res.Freed), store, took.Round(time.Millisecond))
+	if res.Young+res.Held > 0 {
+		fmt.Fprintf(e.stdout, "kept %d unused blob(s) younger than %s and %d a running freeze uses\n", res.Young, c.Duration("grace"), res.Held)
+	}
+}
+
 func (e *env) rmCommand() *ucli.Command {
 	return &ucli.Command{
-		Name:         "rm",
-		Usage:        "remove archives of yours, with their sidecars",
-		ArgsUsage:    "ARCHIVE...",
-		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"}},
+		Name:  "rm",
+		Usage: "remove archives of yours, with their sidecars, and images of your layer store",
+		Description: "An archive goes with its sidecar, through the agent, and only if it is yours\n" +
+			"and nobody reads it. A layer store image (its path, or its name in your store)\n" +
+			"goes at once; the blobs it alone used go with `baicommit prune --store`.",
+		ArgsUsage:    "ARCHIVE|STORE-IMAGE...",
+		Flags:        []ucli.Flag{&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"}, storeFlag()},
 		OnUsageError: onUsageError,
 		Action: func(c *ucli.Context) error {
 			if !c.Args().Present() {
 				return usageErrorf("rm", "name the archives to remove (see baicommit list)")
 			}
-			cl, err := newClient(c)
-			if err != nil {
-				return err
-			}
-			paths := make([]string, 0, c.NArg())
+			var paths, images []string
 			for _, p := range c.Args().Slice() {
+				if img, ok := storeImagePath(c, p); ok {
+					images = append(images, img)
+					continue
+				}
 				abs, err := filepath.Abs(p)
 				if err != nil {
 					return err
 				}
 				paths = append(paths, abs)
 			}
-			res, err := cl.RemoveArchives(c.Context, paths)
-			if err != nil {
-				return err
+			res := &api.RemoveResult{Removed: []string{}}
+			if len(paths) > 0 {
+				cl, err := newClient(c)
+				if err != nil {
+					return err
+				}
+				if res, err = cl.RemoveArchives(c.Context, paths); err != nil {
+					return err
+				}
+			}
+			for _, img := range images {
+				if err := removeStoreImage(img); err != nil {
+					return err
+				}
+				res.Removed = append(res.Removed, img)
 			}
 			if c.Bool("json") {
 				return writeJSON(e.stdout, res)
@@ -138,7 +194,11 @@ func (e *env) rmCommand() *ucli.Command {
 			for _, p := range res.Removed {
 				fmt.Fprintf(e.stdout, "removed %s\n", p)
 			}
-			fmt.Fprintf(e.stdout, "freed %s\n", units.Human(res.Freed))
+			fmt.Fprintf(e.stdout, "freed %s", units.Human(res.Freed))
+			if len(images) > 0 {
+				fmt.Fprint(e.stdout, " (and what the store images alone used, with `baicommit prune --store`)")
+			}
+			fmt.Fprintln(e.stdout)
 			return nil
 		},
 	}

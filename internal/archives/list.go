@@ -64,7 +64,7 @@ func List(ctx context.Context, dir string, owner int) ([]Entry, []string, error)
 		}
 		if d.IsDir() {
 			if path != dir && (strings.HasPrefix(d.Name(), ".") ||
-				strings.Count(path, string(filepath.Separator))-base > MaxDepth) {
+				strings.Count(path, string(filepath.Separator))-base > MaxDepth || isLayout(path)) {
 				return fs.SkipDir
 			}
 			return nil
@@ -159,4 +159,12 @@ func fileUID(fi os.FileInfo) int {
 		return int(st.Uid)
 	}
 	return -1
+}
+
+// isLayout reports whether dir is an OCI image layout or a layer store
+// (both hold an oci-layout file): their .json files are not sidecars, and
+// a store's images are listed from the store itself.
+func isLayout(dir string) bool {
+	_, err := os.Lstat(filepath.Join(dir, "oci-layout"))
+	return err == nil
 }

@@ -46,7 +46,7 @@ var Rules = []Rule{
 	},
 	{
 		From: []string{"agent", "agent/podman", "agent/runas", "agent/taskstore", "agent/messages"},
-		Not:  []string{"agent/asowner/...", "internal/safefile/...", "internal/archives/..."},
+		Not:  []string{"agent/asowner/...", "internal/safefile/...", "internal/archives/...", "internal/layerstore/..."},
 		Why:  "the root side never carries the code that reads or writes a user's files: only the owner-side helper does",
 	},
 	{

@@ -24,6 +24,9 @@ type User struct {
 	Groups []uint32
 	// GroupNames are the names of all the user's groups.
 	GroupNames []string
+	// Group is the name of the user's primary group (empty if it has
+	// none).
+	Group string
 }
 
 // ErrUnknownUser is returned for a user the system does not know.
@@ -67,6 +70,9 @@ func fromOS(u *user.User) (*User, error) {
 		return nil, fmt.Errorf("%w %q: gid %q", ErrUnknownUser, u.Username, u.Gid)
 	}
 	out := &User{UID: uid, GID: gid, Name: u.Username, Home: u.HomeDir}
+	if g, err := user.LookupGroupId(u.Gid); err == nil {
+		out.Group = g.Name
+	}
 	gids, err := u.GroupIds()
 	if err != nil {
 		return nil, fmt.Errorf("groups of %s: %w", u.Username, err)

@@ -19,6 +19,7 @@ import (
 	dockerarchive "go.podman.io/image/v5/docker/archive"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
 )
@@ -28,6 +29,11 @@ type Options struct {
 	// Archive is the docker-archive to push (.tar or .tar.gz). It may be a
 	// /proc/self/fd/N path of a file the caller opened safely.
 	Archive string
+	// Layout, instead of Archive, is an OCI image layout holding one
+	// image (a layer store's): its blobs are pushed as they are, each
+	// checked against its digest as it is read, and nothing is unpacked
+	// to temporary space.
+	Layout string
 	// Ref is the destination NAME[:TAG], optionally prefixed docker://.
 	Ref string
 	// Creds is USER:PASSWORD; empty means the auth files.
@@ -119,20 +125,11 @@ func Push(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 
-	// The archive is decompressed once, whatever the retries.
-	reader, err := dockerarchive.NewReader(sys, opts.Archive)
+	src, closeSrc, err := source(sys, opts)
 	if err != nil {
-		return res, fmt.Errorf("read archive %s: %w", opts.Archive, err)
+		return res, err
 	}
-	defer reader.Close()
-	refs, err := reader.List()
-	if err != nil {
-		return res, fmt.Errorf("read archive %s: %w", opts.Archive, err)
-	}
-	if len(refs) != 1 || len(refs[0]) == 0 {
-		return res, fmt.Errorf("archive %s holds %d images; baicommit archives hold one", opts.Archive, len(refs))
-	}
-	src := refs[0][0]
+	defer closeSrc()
 	destRef, err := docker.NewReference(dest)
 	if err != nil {
 		return res, err
@@ -174,6 +171,32 @@ func Push(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.Digest = d.String()
 	return res, nil
+}
+
+// source is what opts pushes: the layout, or the image of the archive
+// (decompressed once, whatever the retries).
+func source(sys *types.SystemContext, opts Options) (types.ImageReference, func(), error) {
+	if opts.Layout != "" {
+		ref, err := layout.NewReference(opts.Layout, "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("read image layout %s: %w", opts.Layout, err)
+		}
+		return ref, func() {}, nil
+	}
+	reader, err := dockerarchive.NewReader(sys, opts.Archive)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read archive %s: %w", opts.Archive, err)
+	}
+	refs, err := reader.List()
+	if err != nil {
+		reader.Close()
+		return nil, nil, fmt.Errorf("read archive %s: %w", opts.Archive, err)
+	}
+	if len(refs) != 1 || len(refs[0]) == 0 {
+		reader.Close()
+		return nil, nil, fmt.Errorf("archive %s holds %d images; baicommit archives hold one", opts.Archive, len(refs))
+	}
+	return refs[0][0], func() { reader.Close() }, nil
 }
 
 // layerBytes sums the layer sizes of the image, 0 if unknown; it is the

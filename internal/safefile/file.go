@@ -180,7 +180,10 @@ func publish(dir, f *os.File, name string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = renameNoReplace(dir, f.Name(), name)
+		err = RenameNoReplace(dir, f.Name(), name)
+		if errors.Is(err, unix.EEXIST) {
+			err = fmt.Errorf("%s already exists; nothing was replaced: %w", name, err)
+		}
 	}
 	if err == nil {
 		err = dir.Sync()
@@ -215,20 +218,24 @@ func Remove(dir *os.File, name string) error {
 	return err
 }
 
-// renameNoReplace moves from to to within dir, failing with EEXIST if to
-// exists (even as a dangling symbolic link). Filesystems without
-// renameat2 flags (NFS, older Lustre) get link+unlink, which has the same
-// no-replace guarantee.
-func renameNoReplace(dir *os.File, from, to string) error {
+// RenameNoReplace moves from to to within dir, failing with an error that
+// is unix.EEXIST if to exists (even as a dangling symbolic link).
+// Filesystems without renameat2 flags (NFS, older Lustre) get link+unlink,
+// which has the same no-replace guarantee for files; a directory is
+// renamed plainly there, which replaces only an empty one.
+func RenameNoReplace(dir *os.File, from, to string) error {
 	d := int(dir.Fd())
 	err := unix.Renameat2(d, from, d, to, unix.RENAME_NOREPLACE)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
 		if err = unix.Linkat(d, from, d, to, 0); err == nil {
 			err = unix.Unlinkat(d, from, 0)
+		} else if errors.Is(err, unix.EPERM) {
+			// link(2) of a directory.
+			err = unix.Renameat(d, from, d, to)
+			if errors.Is(err, unix.ENOTEMPTY) {
+				err = unix.EEXIST
+			}
 		}
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("%s already exists; nothing was replaced: %w", to, err)
 	}
 	return err
 }

@@ -73,3 +73,22 @@ func TestPlanValidate(t *testing.T) {
 		assert.Check(t, p.validate() != nil, "%+v", p)
 	}
 }
+
+// A goal on what a pipeline wrote reads it from its report.
+func TestWrittenGoal(t *testing.T) {
+	plan := &Plan{
+		Title: "written", Reps: 3,
+		Pipelines: []Pipeline{{ID: "c", Title: "store", Written: "store.written",
+			Argv: []string{"echo", `{"store": {"written": 2097152}}`}}},
+		Goals: []Goal{{Name: "writes at most 3 MiB", Of: "written", Pipeline: "c", Op: "<=", Limit: 3}},
+	}
+	assert.NilError(t, plan.validate())
+	var out strings.Builder
+	res, err := run(plan, &out)
+	assert.NilError(t, err)
+	assert.Assert(t, is.Len(res.Goals, 1))
+	assert.Check(t, res.Goals[0].Known && res.Goals[0].Met, "%+v", res.Goals[0])
+	assert.Check(t, is.Equal(res.Goals[0].Value, 2.0))
+	report(&out, plan, res)
+	assert.Check(t, is.Contains(out.String(), "(c) wrote 2.0 MiB"))
+}

@@ -33,6 +33,9 @@ type Pipeline struct {
 	Argv  []string `json:"argv"`
 	// After runs, untimed, after each run (removes what the run made).
 	After []string `json:"after,omitempty"`
+	// Written, when set, is where in the pipeline's report (dotted keys
+	// of its JSON, e.g. "store.written") the bytes it wrote are.
+	Written string `json:"written,omitempty"`
 }
 
 // ProcGroup is a set of processes whose memory is summed: Root and its
@@ -64,7 +67,8 @@ type Goal struct {
 	Name string `json:"name"`
 	// Of names a ratio, or "memory:GROUP" (peak MiB of a process group or
 	// of "+"-joined groups, e.g. "memory:agent+helpers"), or "disk:NAME"
-	// (peak growth in MiB) while pipeline Pipeline ran.
+	// (peak growth in MiB) while pipeline Pipeline ran, or "written" (the
+	// median MiB pipeline Pipeline wrote, from its report).
 	Of       string  `json:"of"`
 	Pipeline string  `json:"pipeline,omitempty"`
 	Op       string  `json:"op"` // "<=", "<", ">=", ">"

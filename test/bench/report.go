@@ -64,6 +64,18 @@ func summarize(plan *Plan, res *Results) {
 	for _, g := range plan.Goals {
 		gr := GoalResult{Goal: g}
 		switch {
+		case g.Of == "written":
+			if p := byID(res, g.Pipeline); p != nil {
+				var pl Pipeline
+				for _, x := range plan.Pipelines {
+					if x.ID == g.Pipeline {
+						pl = x
+					}
+				}
+				if v, ok := writtenMedian(p, pl.Written); ok {
+					gr.Value, gr.Known = v/(1<<20), true
+				}
+			}
 		case strings.HasPrefix(g.Of, "memory:") || strings.HasPrefix(g.Of, "disk:"):
 			p := byID(res, g.Pipeline)
 			if p == nil {
@@ -142,6 +154,12 @@ func report(w io.Writer, plan *Plan, res *Results) {
 			fmt.Fprintf(w, "\n(%s) as the agent timed it (medians): %s\n", p.ID, strings.Join(parts, ", "))
 		}
 	}
+	for i, p := range res.Pipelines {
+		if v, ok := writtenMedian(p, plan.Pipelines[i].Written); ok {
+			fmt.Fprintf(w, "\n(%s) wrote %.1f MiB (median; %s of its report)", p.ID, v/(1<<20), plan.Pipelines[i].Written)
+		}
+	}
+	fmt.Fprintln(w)
 	if len(plan.Processes) > 0 || len(plan.Disks) > 0 {
 		fmt.Fprintf(w, "\npeaks while each pipeline ran (over all runs):\n")
 		for _, p := range res.Pipelines {
@@ -171,4 +189,36 @@ func report(w io.Writer, plan *Plan, res *Results) {
 			fmt.Fprintf(w, "    %-60s %-8s %.2f %s %g\n", g.Name+":", state, g.Value, g.Op, g.Limit)
 		}
 	}
+}
+
+// reportValue is the number at the dotted path in a run's report.
+func reportValue(m map[string]any, path string) (float64, bool) {
+	var cur any = m
+	for _, k := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return 0, false
+		}
+		cur = obj[k]
+	}
+	v, ok := cur.(float64)
+	return v, ok
+}
+
+// writtenMedian is the median of what a pipeline's runs wrote, by their
+// reports (path: Pipeline.Written).
+func writtenMedian(p *PipelineResult, path string) (float64, bool) {
+	if path == "" {
+		return 0, false
+	}
+	var xs []float64
+	for _, r := range p.Runs {
+		if v, ok := reportValue(r.Report, path); ok {
+			xs = append(xs, v)
+		}
+	}
+	if len(xs) == 0 {
+		return 0, false
+	}
+	return median(xs), true
 }

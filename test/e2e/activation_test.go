@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
 	"golang.org/x/sys/unix"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // TestSocketActivation starts the agent the way systemd does, through

@@ -23,10 +23,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/client"
 	"gotest.tools/v3/assert"
 	"gotest.tools/v3/poll"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
 )
 
 const (

@@ -28,12 +28,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/internal/munge"
-	"github.com/baicommit/baicommit/internal/reqauth"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/munge"
+	"github.com/baicommit/baicommit/internal/reqauth"
 )
 
 // managerUser is the system account scripts/setup.sh creates for the

@@ -20,10 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
 	"gotest.tools/v3/poll"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 const slurmEpilog = "/etc/slurm/epilog.sh"

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
-	"github.com/baicommit/baicommit/client"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/client"
 )
 
 // carol is a user whose node has a login session directory (/run/user/UID,

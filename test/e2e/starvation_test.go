@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -53,8 +54,11 @@ func TestPodmanThatNeverAnswers(t *testing.T) {
 		assert.NilError(t, err)
 		carols = append(carols, task.ID)
 	}
-	session(t, alice, "echo mine > /root/mine.txt", "--label", api.LabelJob+"=4711", "--label", api.LabelFreeze+"="+api.FreezeOnExit)
-	job, err := c.FreezeJob(ctx, "4711", api.JobFreezeRequest{User: alice, Exit: "0:0"})
+	// A job id of this run only: a session a killed earlier run left
+	// behind must not join this job.
+	jobID := fmt.Sprint(500000000 + rand.IntN(400000000))
+	session(t, alice, "echo mine > /root/mine.txt", "--label", api.LabelJob+"="+jobID, "--label", api.LabelFreeze+"="+api.FreezeOnExit)
+	job, err := c.FreezeJob(ctx, jobID, api.JobFreezeRequest{User: alice, Exit: "0:0"})
 	assert.NilError(t, err)
 	assert.Assert(t, is.Len(job.Tasks, 1), "%+v", job)
 	done, err := a.waitWithin(t, job.Tasks[0].ID, 60*time.Second)

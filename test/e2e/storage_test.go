@@ -16,6 +16,7 @@ import (
 	is "gotest.tools/v3/assert/cmp"
 
 	"github.com/baicommit/baicommit/api"
+	"github.com/baicommit/baicommit/internal/units"
 )
 
 // archivesIn are the archive files below dir, and the sidecars.
@@ -352,4 +353,32 @@ func TestHostilePodmanCannotAimTheKill(t *testing.T) {
 	}
 	assert.Check(t, is.Contains(a.log.String(), "could not end a before-freeze command"))
 	assert.Check(t, is.Contains(a.log.String(), "operation not permitted"))
+}
+
+// The layer store counts against the quota as what its blobs take, each
+// once: usage shows it, and a freeze that would fit but for the store is
+// refused.
+func TestStoreCountsAgainstQuota(t *testing.T) {
+	a := newAgent(t, withKey("quota", `{max_bytes = "6MiB"}`)).start()
+	ctr := session(t, alice, "echo into-the-store > /root/s")
+	task, r := commitJSON(t, a, alice, "--format", "store", ctr)
+	assert.Assert(t, is.Equal(task.State, api.StateSucceeded), "%s", r)
+	u := usageOf(t, a, alice)
+	store := filepath.Join(a.save, alice, "store")
+	out, err := rootCmd("sh", "-c", `find "$0/blobs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }'`, store)
+	assert.NilError(t, err, out)
+	blobs, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+	assert.Check(t, is.Equal(u.Store, store))
+	assert.Check(t, is.Equal(u.StoreBytes, blobs), "each blob once")
+	assert.Check(t, is.Equal(u.StoreImages, 1))
+	assert.Check(t, is.Equal(u.Bytes, blobs), "no archives but the store")
+	assert.Check(t, is.Equal(u.Archives, 1))
+
+	// 3 MiB of changes on the busybox base: about 5 MiB, which fits in
+	// 6 MiB alone, not with the store's.
+	big := session(t, alice, "busybox dd if=/dev/urandom of=/root/big bs=1M count=3 2>/dev/null")
+	task, r = commitJSON(t, a, alice, big)
+	assert.Check(t, is.Equal(task.State, api.StateFailed), "%s", r)
+	assert.Check(t, is.Contains(task.Error, "and you keep "+units.Human(u.Bytes)+" in 1 archives"), task.Error)
+	assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, alice)), 1), "only the store")
 }

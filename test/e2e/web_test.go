@@ -82,11 +82,20 @@ func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(tctx, a)
-	if err != nil {
-		browserFailed(t, ctx, err)
+	for {
+		v, err := chromedp.Run(tctx, a)
+		// The page redraws its rows on every refresh: a node found by the
+		// query can be replaced before it is read. Reading is idempotent,
+		// so read again.
+		if err != nil && strings.Contains(err.Error(), "No node with given id found") && tctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			browserFailed(t, ctx, err)
+		}
+		return v
 	}
-	return v
 }
 
 func browserFailed(t *testing.T, ctx context.Context, err error) {
@@ -464,4 +473,51 @@ func TestWebDeleteArchive(t *testing.T) {
 	assert.Check(t, os.IsNotExist(err), "the sidecar is still there: %v", err)
 	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("usage"))), "You keep 1 of 5 archives"))
 	screenshot(t, ctx, "web-images-deleted")
+}
+
+// The Commit dialog offers the site's formats (the manager's formats):
+// choosing the layer store freezes into the store the manager's
+// store_path names, the row shows the store image, the images view lists
+// it, and its restore command works.
+func TestWebCommitIntoStore(t *testing.T) {
+	n1 := slurmNode(t)
+	c := newCluster(t, []string{n1}, 0, nil)
+	m := startManager(t, c.urls, "save_path = "+strconv.Quote(c.save+"/site/{user}"),
+		`formats = ["archive", "store"]`, `format = "archive"`, "store_path = "+strconv.Quote(c.save+"/stores/{user}"))
+	job := sbatch(t, alice)
+	ctr := session(t, alice, "echo into-the-store > /root/web.txt", "--label", api.LabelJob+"="+job)
+
+	ctx := newBrowser(t)
+	do(t, ctx, 60*time.Second,
+		chromedp.Navigate(webLink(t, m, alice).URL),
+		chromedp.WaitEnabled(id("signin")),
+		chromedp.Click(id("signin")),
+		chromedp.WaitVisible(css("%s button.commit", row(ctr))),
+		chromedp.Click(css("%s button.commit", row(ctr))),
+		chromedp.WaitVisible(id("commit-format")),
+	)
+	choices := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#commit-format option')].map(o => o.value)`))
+	assert.Check(t, is.DeepEqual(choices, []string{api.FormatArchive, api.FormatStore}), "the site's formats")
+	assert.Check(t, is.Equal(get(t, ctx, chromedp.Value(id("commit-format"))), api.FormatArchive), "the site's default first")
+	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name in the Commit dialog")
+	do(t, ctx, 3*time.Minute,
+		chromedp.SetValue(id("commit-format"), api.FormatStore),
+		chromedp.Click(id("commit-submit")),
+		chromedp.WaitVisible(css("%s .store-path", row(ctr))),
+	)
+	path := get(t, ctx, chromedp.Text(css("%s .store-path", row(ctr))))
+	assert.Check(t, is.Equal(filepath.Dir(filepath.Dir(path)), filepath.Join(c.save, "stores", alice)), "the manager's store_path: %s", path)
+	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "no archive")
+	screenshot(t, ctx, "web-sessions-store")
+
+	restore := css(`tr[data-archive=%q] .restore-cmd`, path)
+	do(t, ctx, 30*time.Second, chromedp.Click(id("nav-images")), chromedp.WaitVisible(restore))
+	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(css(`tr[data-archive=%q]`, path))), "layer store"))
+	cmd := get(t, ctx, chromedp.Text(restore))
+	assert.Check(t, is.Equal(cmd, "baicommit restore "+path))
+	r := runAs(t, alice, append([]string{bins.cli}, strings.Fields(cmd)[1:]...)...)
+	assert.Assert(t, is.Equal(r.code, 0), "the page's restore command: %s", r)
+	sc := readSidecar(t, filepath.Join(path, "baicommit.json"))
+	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", sc.Image) })
+	assert.Check(t, is.Equal(podman(t, alice, "run", "--rm", "--network=none", sc.Image, "cat", "/root/web.txt"), "into-the-store"))
 }

@@ -71,7 +71,7 @@ func Run(ctx context.Context, ag Agent, env Env, budget, poll time.Duration, log
 		case final.State == api.StateSucceeded:
 			out.Succeeded++
 			log.Info("baicommit: session frozen", "task", t.ID, "container", t.Container, "archive", archivePath(final),
-				"size", final.Archive.Size, "seconds", final.Durations.Total)
+				"size", archiveSize(final), "seconds", final.Durations.Total)
 		default:
 			out.Failed++
 			log.Warn("baicommit: freeze failed", "task", t.ID, "container", t.Container, "err", final.Error)
@@ -80,9 +80,26 @@ func Run(ctx context.Context, ag Agent, env Env, budget, poll time.Duration, log
 	return out
 }
 
+// archivePath is where a freeze went: its archive, or its image in the
+// layer store.
 func archivePath(t *api.Task) string {
-	if t.Archive == nil {
-		return ""
+	switch {
+	case t.Archive != nil:
+		return t.Archive.Path
+	case t.Store != nil:
+		return t.Store.Path
 	}
-	return t.Archive.Path
+	return ""
+}
+
+// archiveSize is what a freeze wrote.
+func archiveSize(t *api.Task) int64 {
+	n := int64(0)
+	if t.Archive != nil {
+		n += t.Archive.Size
+	}
+	if t.Store != nil {
+		n += t.Store.Written
+	}
+	return n
 }

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/baicommit/baicommit/api"
 	"gotest.tools/v3/assert"
 	is "gotest.tools/v3/assert/cmp"
+
+	"github.com/baicommit/baicommit/api"
 )
 
 // epilogEnv is what slurmd 22.05 gave the epilog of a job that exited 3.

@@ -147,7 +147,7 @@
         if (isDone(data)) {
           ended = true;
           const name = data.container;
-          say(data.state === "succeeded" ? `${name} is frozen: ${data.archive.path}` : `Freezing ${name} failed: ${data.error}`,
+          say(data.state === "succeeded" ? `${name} is frozen: ${(data.archive || data.store || {}).path}` : `Freezing ${name} failed: ${data.error}`,
             data.state === "succeeded" ? "ok" : "error");
         }
       } catch (e) {
@@ -188,10 +188,12 @@
     if (!t || !isDone(t)) return td("—");
     if (t.state === "failed") return td(el("span", { class: "error" }, `Failed: ${t.error || "no reason given"}`));
     const a = t.archive || {};
+    const st = t.store;
     const digest = a.sha256 ? `sha256:${a.sha256}` : "";
     return td(
-      el("code", { class: "archive-path" }, a.path || ""), " ",
-      el("span", { class: "archive-size" }, bytes(a.size)), " ",
+      a.path ? el("code", { class: "archive-path" }, a.path) : "", " ",
+      a.path ? el("span", { class: "archive-size" }, bytes(a.size)) : "", " ",
+      st ? el("span", { class: "store-image" }, "store: ", el("code", { class: "store-path" }, st.path), ` (${bytes(st.written)} written)`) : "", " ",
       el("code", { class: "archive-digest", title: digest, "data-digest": digest }, digest ? `${digest.slice(0, 19)}…` : ""),
       t.push ? el("span", { class: t.push.state === "failed" ? "error" : "" }, ` push ${t.push.state}: ${t.push.ref}`) : "",
       el("br"), el("span", { class: "hint" }, "frozen ", time(t.finished || t.created), " ago"));
@@ -237,6 +239,7 @@
     $("commit-image").value = "";
     $("commit-before").value = "";
     $("commit-image").placeholder = `localhost/baicommit/${s.name}:<time>`;
+    formatChoices();
     // A dialog keeps its last returnValue: Escape must not repeat a Commit.
     $("commit-dialog").returnValue = "";
     $("commit-dialog").showModal();
@@ -247,10 +250,28 @@
     const s = asking;
     asking = null;
     if (!s || $("commit-dialog").returnValue !== "commit") return;
-    commit(s, $("commit-image").value.trim(), $("commit-before").value.trim());
+    commit(s, $("commit-image").value.trim(), $("commit-before").value.trim(), $("commit-format").value);
   });
 
-  async function commit(s, image, before) {
+  const FORMAT_LABELS = {
+    archive: "an archive (.tar.gz)",
+    store: "into the layer store (only what is new)",
+    both: "both",
+  };
+
+  // formatChoices offers the site's formats, its default first chosen.
+  function formatChoices() {
+    const me = state.me || {};
+    const formats = me.formats || [];
+    const select = $("commit-format");
+    const options = formats.map((f) => el("option", { value: f }, FORMAT_LABELS[f] || f));
+    if (!me.format) options.unshift(el("option", { value: "" }, "the site's default"));
+    select.replaceChildren(...options);
+    select.value = me.format || "";
+    $("commit-format-row").hidden = formats.length < 2;
+  }
+
+  async function commit(s, image, before, format) {
     state.refused.delete(s.id);
     state.pending.add(s.id);
     renderSessions();
@@ -260,6 +281,7 @@
       if (s.job) body.job = s.job;
       if (image) body.image = image;
       if (before) body.before = [before];
+      if (format) body.format = format;
       const { data } = await call("POST", "api/freezes", body);
       remember(data, s.id);
       say(`Freezing ${s.name} (task ${data.id}).`);
@@ -292,7 +314,7 @@
         el("td", {}, dash(a.source_container)),
         el("td", {}, dash(a.node)),
         el("td", {}, dash(a.job)),
-        el("td", {}, bytes(a.size)),
+        el("td", {}, bytes(a.size), a.format === "store" ? ` (layer store, ${bytes(a.written)} written)` : ""),
         el("td", {}, el("code", { class: "archive-digest", title: `sha256:${a.sha256}` }, `sha256:${(a.sha256 || "").slice(0, 12)}…`)),
         el("td", { class: "restore" }, code, " ",
           el("button", { type: "button", class: "copy", "aria-label": `Copy the restore command of ${a.image}`, onclick: () => copy(code, cmd) }, "Copy")),
