@@ -275,6 +275,17 @@ smoke_test() {
     log "smoke test: podman run as $user: ok"
 }
 
+# The end-to-end tests name their containers e2e-*; a run that was killed leaves them
+# behind, and a later run's Slurm epilog or session list would find them.
+remove_leftover_sessions() {
+    local user="$1" names
+    names="$(as_user "$user" podman ps -a --filter name='^e2e-' --format '{{.Names}}' 2>/dev/null)" || return 0
+    [[ -n "$names" ]] || return 0
+    # shellcheck disable=SC2086 # one name per word
+    as_user "$user" podman rm -f -t 0 $names >/dev/null 2>&1 || true
+    log "user $user: removed $(wc -w <<<"$names") container(s) an earlier test run left"
+}
+
 # --- Podman 5 and the users of each storage driver -------------------------------------------
 # Podman 5.8.2 from the Go module proxy's source (ENVIRONMENT.md): Debian 12 has 4.3.1 only.
 ensure_podman5() {
@@ -350,6 +361,9 @@ main_all() {
         fi
     done
     smoke_test "${TEST_USERS[0]}"
+    for u in "${TEST_USERS[@]}"; do
+        remove_leftover_sessions "$u"
+    done
     main_podman5
     log "done"
 }
@@ -363,6 +377,7 @@ main_podman5() {
     done
     for spec in "${STORE_USERS[@]}"; do
         smoke_test "${spec%%:*}"
+        remove_leftover_sessions "${spec%%:*}"
     done
 }
 
