@@ -79,11 +79,7 @@ func (a *Agent) quotaCheck(ctx context.Context, u *identity.User, r *taskstore.R
 	if !anyLimit(q) {
 		return nil, nil
 	}
-	var store *messages.LayerStore
-	if r.UserStore != "" {
-		store = &messages.LayerStore{Root: r.UserStoreRoot, Dir: r.UserStore}
-	}
-	usage, err := a.usageOf(ctx, u, r.Root, r.UserDir, r.Dir, q, store)
+	usage, err := a.usageOf(ctx, u, r.Root, r.UserDir, r.Dir, q, userStore(r))
 	if err != nil {
 		return nil, fmt.Errorf("count what %s keeps below %s for the quota: %w", u.Name, r.UserDir, err)
 	}
@@ -188,14 +184,23 @@ func (a *Agent) killAsOwner(ctx context.Context, u *identity.User, r *taskstore.
 	}
 }
 
+// userStore is the owner's layer store as the freeze r placed it (nil:
+// none).
+func userStore(r *taskstore.Record) *messages.LayerStore {
+	if r.UserStore == "" {
+		return nil
+	}
+	return &messages.LayerStore{Root: r.UserStoreRoot, Dir: r.UserStore}
+}
+
 // applyRetention applies the site's retention rules and the owner's own
-// to the owner's archives once a freeze of theirs succeeded, logging each
-// removal.
+// to the owner's archives and layer store images once a freeze of theirs
+// succeeded, logging each removal.
 func (a *Agent) applyRetention(ctx context.Context, u *identity.User, r *taskstore.Record) {
 	if r.UserDir == "" {
 		return
 	}
-	_, err := a.prune(ctx, u, r.Root, r.UserDir, false)
+	_, err := a.prune(ctx, u, r.Root, r.UserDir, userStore(r), false)
 	if err != nil {
 		a.update(r, func(r *taskstore.Record) {
 			r.Warnings = append(r.Warnings, "the archive is complete, but applying the retention rules failed: "+err.Error())
@@ -203,13 +208,14 @@ func (a *Agent) applyRetention(ctx context.Context, u *identity.User, r *tasksto
 	}
 }
 
-// prune runs the prune helper as u below dir.
-func (a *Agent) prune(ctx context.Context, u *identity.User, root, dir string, dryRun bool) (*api.PruneResult, error) {
+// prune runs the prune helper as u below dir and in their layer store
+// (when not nil).
+func (a *Agent) prune(ctx context.Context, u *identity.User, root, dir string, store *messages.LayerStore, dryRun bool) (*api.PruneResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, listTimeout)
 	defer cancel()
 	ret := a.cfg.Retention
 	var out *api.PruneResult
-	spec := messages.Spec{Op: messages.OpPrune, Root: root, Dir: dir, Retention: &ret, DryRun: dryRun}
+	spec := messages.Spec{Op: messages.OpPrune, Root: root, Dir: dir, Retention: &ret, DryRun: dryRun, LayerStore: store}
 	err := a.helpers.Run(ctx, u, spec, func(ev messages.Event) {
 		switch {
 		case ev.Event == messages.EventArchive && ev.Archive != nil && !dryRun:
@@ -291,12 +297,12 @@ func (a *Agent) handlePrune(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	u, dir, root, _, err := a.storageCaller(r)
+	u, dir, root, _, store, err := a.storageTarget(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	res, err := a.prune(r.Context(), u, root, dir, req.DryRun)
+	res, err := a.prune(r.Context(), u, root, dir, store, req.DryRun)
 	if err != nil {
 		writeError(w, helperFailure(err, u, dir))
 		return

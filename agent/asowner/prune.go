@@ -71,7 +71,52 @@ func prune(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 		emit(messages.Event{Event: messages.EventArchive, Archive: &e, Size: n})
 	}
 	out.Kept = len(entries) - len(out.Removed)
+	if ls := spec.LayerStore; ls != nil {
+		if err := pruneStore(ctx, ls, site, mine, spec.DryRun, out, emit); err != nil {
+			return err
+		}
+	}
 	emit(messages.Event{Event: messages.EventDone, Prune: out})
+	return nil
+}
+
+// pruneStore applies the same rules to the user's images in the layer
+// store ls, apart from their archives: the archive and the image of one
+// freeze (format "both") are each the newest of their kind. An image's
+// layout goes at once and frees nothing yet: its blobs stay until
+// `prune --store` finds that no image uses them, so a restore or a push
+// that has read the layout goes on.
+func pruneStore(ctx context.Context, ls *messages.LayerStore, site, mine policy.Retention, dryRun bool, out *api.PruneResult, emit func(messages.Event)) error {
+	st, err := layerstore.Open(ls.Root, ls.Dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if errors.Is(err, safefile.ErrUntrusted) {
+		out.Warnings = append(out.Warnings, "the layer store is left alone: "+err.Error())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the layer store %s: %w", ls.Dir, err)
+	}
+	defer st.Close()
+	uid := os.Getuid()
+	images, warnings, err := st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
+	if err != nil {
+		return fmt.Errorf("the images of the layer store %s: %w", st.Path(), err)
+	}
+	out.Warnings = append(out.Warnings, warnings...)
+	out.Kept += len(images)
+	for _, e := range policy.Drop(images, time.Now(), site, mine) {
+		if !dryRun {
+			if err := st.Remove(filepath.Base(e.Path)); err != nil {
+				out.Warnings = append(out.Warnings, "kept "+e.Path+": "+err.Error())
+				continue
+			}
+		}
+		out.Removed = append(out.Removed, e)
+		out.Kept--
+		emit(messages.Event{Event: messages.EventArchive, Archive: &e})
+	}
 	return nil
 }
 

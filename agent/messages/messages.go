@@ -44,7 +44,7 @@ const (
 	// directories of Groups on the way to Dest.
 	OpUsage = "usage"
 	// OpPrune applies Retention, and the owner's own rules, to the owner's
-	// archives below Dir.
+	// archives below Dir and their images in LayerStore.
 	OpPrune = "prune"
 	// OpRemoveArchives removes the owner's archives Paths names.
 	OpRemoveArchives = "remove-archives"
@@ -142,7 +142,8 @@ type Spec struct {
 	// or api.FormatBoth.
 	Format string `json:"format,omitempty"`
 	// LayerStore is the layer store OpFreeze writes into, OpPush pushes
-	// from, and OpRemove cleans up after a task in.
+	// from, OpRemove cleans up after a task in, OpList and OpUsage count
+	// and OpPrune applies retention to.
 	LayerStore *LayerStore `json:"layer_store,omitempty"`
 }
 

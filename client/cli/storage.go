@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -74,8 +75,11 @@ func (e *env) pruneCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "prune",
 		Usage: "remove the archives the retention rules do not keep (the site's, and yours in ~/.config/baicommit/retention.toml)",
-		Description: "The newest archive of each container always stays, and so does any archive a\n" +
-			"restore or a push is reading. --dry-run says what would go and removes nothing.\n" +
+		Description: "The rules apply to your archives and, apart from them, to the images of your\n" +
+			"layer store. The newest archive of each container always stays (and the newest\n" +
+			"store image), and so does any archive a restore or a push is reading. A store\n" +
+			"image goes at once; the blobs only it used go with --store.\n" +
+			"--dry-run says what would go and removes nothing.\n" +
 			"With --store, the blobs of your layer store that no image uses go too, safely\n" +
 			"while freezes on other nodes write into it: blobs younger than --grace and\n" +
 			"blobs a running freeze holds stay.",
@@ -127,6 +131,9 @@ func (e *env) pruneCommand() *ucli.Command {
 				fmt.Fprintf(e.stdout, "%s %s (%s, %s)\n", verb, r.Path, r.SourceContainer, r.Created.Local().Format("2006-01-02 15:04"))
 			}
 			fmt.Fprintf(e.stdout, "%s %d archives (%s); %d kept\n", verb, len(res.Removed), units.Human(res.Freed), res.Kept)
+			if gc == nil && slices.ContainsFunc(res.Removed, isStoreEntry) {
+				fmt.Fprintln(e.stdout, "the blobs of the store images removed, where no other image uses them, go with `baicommit prune --store`")
+			}
 			for _, w := range res.Warnings {
 				fmt.Fprintf(e.stderr, "baicommit: warning: %s\n", w)
 			}
@@ -202,4 +209,10 @@ func (e *env) rmCommand() *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// isStoreEntry reports whether e is a layer store image (its sidecar is
+// inside its layout), not an archive.
+func isStoreEntry(e api.ArchiveEntry) bool {
+	return e.SidecarFile == filepath.Join(e.Path, layerstore.SidecarFile)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -381,4 +382,63 @@ func TestStoreCountsAgainstQuota(t *testing.T) {
 	assert.Check(t, is.Equal(task.State, api.StateFailed), "%s", r)
 	assert.Check(t, is.Contains(task.Error, "and you keep "+units.Human(u.Bytes)+" in 1 archives"), task.Error)
 	assert.Check(t, is.Len(listDir(t, filepath.Join(a.save, alice)), 1), "only the store")
+}
+
+// Retention applies to the layer store's images as to archives, each kind
+// on its own: after each freeze the site's rule keeps the newest two
+// images of the container and the one archive beside them; the user's
+// own rule, through prune, keeps one; prune --store then frees the blobs
+// only the removed images used, and the image kept still restores.
+func TestStoreRetention(t *testing.T) {
+	a := newAgent(t, withKey("retention", `{keep_per_container = 2}`)).start()
+	st := storeOf(a, alice)
+	ctr := session(t, alice, "echo v0 > /root/v")
+	ta, r := commitJSON(t, a, alice, ctr)
+	assert.Assert(t, is.Equal(ta.State, api.StateSucceeded), "%s", r)
+	var imgs []string
+	for i := 1; i <= 3; i++ {
+		time.Sleep(1100 * time.Millisecond) // created times in whole seconds in names
+		podman(t, alice, "exec", ctr, "sh", "-c", fmt.Sprintf("echo v%d > /root/v", i))
+		task, r := commitJSON(t, a, alice, "--format", "store", ctr)
+		assert.Assert(t, is.Equal(task.State, api.StateSucceeded), "%s", r)
+		imgs = append(imgs, task.Store.Path)
+	}
+	listed := func() []string {
+		var list struct{ Archives []api.ArchiveEntry }
+		r := cliJSON(t, a, alice, &list, "list", "--json")
+		assert.Assert(t, is.Equal(r.code, 0), "%s", r)
+		var paths []string
+		for _, e := range list.Archives {
+			paths = append(paths, e.Path)
+		}
+		return paths
+	}
+	assert.Check(t, is.DeepEqual(listed(), []string{imgs[2], imgs[1], ta.Archive.Path}), "the newest two images and the archive")
+	_, err := os.Stat(imgs[0])
+	assert.Check(t, os.IsNotExist(err), "the oldest image's layout is gone: %v", err)
+	assert.Check(t, is.Contains(a.log.String(), imgs[0]), "the removal is logged")
+
+	// The user's own rule: one per container, applied by prune.
+	home := "/home/" + alice + "/.config/baicommit"
+	r = runAs(t, alice, "sh", "-c", `mkdir -p "$0" && printf 'keep_per_container = 1\n' > "$0/retention.toml"`, home)
+	assert.Equal(t, r.code, 0, "%s", r)
+	t.Cleanup(func() { os.Remove(home + "/retention.toml") })
+	r = a.cli(t, alice, "prune")
+	assert.Assert(t, is.Equal(r.code, 0), "%s", r)
+	assert.Check(t, is.Contains(r.stdout, "removed "+imgs[1]), "%s", r)
+	assert.Check(t, is.Contains(r.stdout, "baicommit prune --store"), "says where the blobs go: %s", r)
+	assert.Check(t, is.DeepEqual(listed(), []string{imgs[2], ta.Archive.Path}), "the newest image and the only archive stay")
+
+	// The blobs only the removed images used go with prune --store.
+	var gc struct{ Store struct{ Removed int } }
+	r = cliJSON(t, a, alice, &gc, "prune", "--store", "--grace", "0s", "--settle", "0s", "--json")
+	assert.Assert(t, is.Equal(r.code, 0), "%s", r)
+	kept := imageLayers(t, imgs[2])
+	assert.Check(t, is.Equal(gc.Store.Removed, 2*3), "each removed image's layer, config and manifest")
+	assert.Check(t, is.Len(blobFiles(t, st), len(kept)+2), "the kept image's layers, config and manifest")
+	name := "localhost/e2e/kept-" + randHex(3) + ":v1"
+	r = a.cli(t, alice, "restore", "--name", name, imgs[2])
+	assert.Assert(t, is.Equal(r.code, 0), "%s", r)
+	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", name) })
+	assert.Check(t, is.Equal(podman(t, alice, "run", "--rm", "--network=none", name, "cat", "/root/v"), "v3"))
 }
