@@ -29,6 +29,7 @@ func (e *env) pushStoreImage(c *ucli.Context, path string, opts registry.Options
 		return err
 	}
 	defer st.Close()
+	defer img.Close()
 	defer e.pushProgress(c, img.Path, &opts)()
 	res, err := layerstore.Push(c.Context, st, img.Name, opts)
 	if err != nil {
@@ -92,6 +93,7 @@ func (e *env) export(c *ucli.Context) error {
 		return err
 	}
 	defer st.Close()
+	defer img.Close()
 	abs, err := filepath.Abs(args[1])
 	if err != nil {
 		return err

@@ -282,6 +282,14 @@ func TestGCRemovesWhatNoImageUses(t *testing.T) {
 	_, err = s.Export(ctx, img, io.Discard, time.Now())
 	assert.NilError(t, err, "the image that stays is whole")
 
+	// Read (the export above holds it until Close): neither it nor its
+	// blobs go.
+	err = s.Remove("two")
+	assert.Check(t, errors.Is(err, ErrInUse), "%v", err)
+	res, err = s.GC(ctx, GCOptions{})
+	assert.NilError(t, err)
+	assert.Check(t, is.Equal(res.Removed, 0), "%+v", res)
+	assert.NilError(t, img.Close())
 	assert.NilError(t, s.Remove("two"))
 	res, err = s.GC(ctx, GCOptions{})
 	assert.NilError(t, err)

@@ -21,6 +21,7 @@ func Push(ctx context.Context, s *Store, name string, opts registry.Options) (re
 	if err != nil {
 		return registry.Result{}, err
 	}
+	defer img.Close()
 	opts.Archive, opts.Layout = "", img.Path
 	res, err := registry.Push(ctx, opts)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 	imgspecv1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -56,9 +57,39 @@ type Image struct {
 	// Config is the config blob as stored; DiffIDs are its layers' diff IDs.
 	Config  []byte
 	DiffIDs []digest.Digest
+
+	lock *os.File
 }
 
-// Image reads the image name.
+// In use: whoever reads an image (a restore, a push, an export) holds a
+// shared lock on its index.json from Image until Close (flock, which
+// NFSv4 and Lustre carry across nodes; the index, unlike the sidecar, is
+// never rewritten), and Remove refuses an image it cannot lock
+// exclusively at once. So retention and rm never take a layout from under
+// a reader on any node, and prune --store keeps its blobs, which a layout
+// names, meanwhile.
+
+// ErrInUse marks an image a restore, a push or an export is reading.
+var ErrInUse = errors.New("the image is being read (a restore, a push or an export is using it)")
+
+// lockIndex takes the lock how (unix.LOCK_SH or LOCK_EX, never waiting)
+// on the index of the layout dir. Where the filesystem cannot lock, the
+// file is returned unlocked: reading goes on unprotected.
+func lockIndex(dir *os.File, how int) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ociarchive.IndexFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), ociarchive.IndexFile)
+	if err := unix.Flock(fd, how|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+		f.Close()
+		return nil, ErrInUse
+	}
+	return f, nil
+}
+
+// Image reads the image name and holds its shared lock until the
+// image's Close.
 func (s *Store) Image(name string) (*Image, error) {
 	if !safefile.ValidName(name) {
 		return nil, fmt.Errorf("%w: bad image name %q", safefile.ErrUnsafePath, name)
@@ -72,45 +103,78 @@ func (s *Store) Image(name string) (*Image, error) {
 	}
 	defer dir.Close()
 	img := &Image{Name: name, Path: s.ImagePath(name)}
+	// A shared lock waits for nothing but a Remove, which holds its lock
+	// for a rename: try a few times, never without end.
+	for i := 0; ; i++ {
+		img.lock, err = lockIndex(dir, unix.LOCK_SH)
+		if !errors.Is(err, ErrInUse) || i == 40 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if errors.Is(err, ErrInUse) {
+		return nil, fmt.Errorf("image %s is being removed", img.Path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image %s: its index: %w", img.Path, err)
+	}
+	if err := s.readImage(dir, img); err != nil {
+		img.Close()
+		return nil, err
+	}
+	return img, nil
+}
+
+// Close releases the image's shared lock: Remove may take it from then on.
+func (img *Image) Close() error {
+	if img == nil || img.lock == nil {
+		return nil
+	}
+	return img.lock.Close()
+}
+
+// readImage reads and checks the documents of the layout dir into img.
+func (s *Store) readImage(dir *os.File, img *Image) error {
+	var err error
 	if img.Sidecar, err = readSidecar(dir); err != nil {
-		return nil, fmt.Errorf("image %s: %w", img.Path, err)
+		return fmt.Errorf("image %s: %w", img.Path, err)
 	}
 	md, ref, err := readIndex(dir)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", img.Path, err)
+		return fmt.Errorf("image %s: %w", img.Path, err)
 	}
 	img.ManifestDesc, img.Ref = md, ref
 	if img.Sidecar.SHA256 != md.Digest.Encoded() {
-		return nil, fmt.Errorf("image %s names manifest %s but its sidecar says sha256:%s: the layout was changed after the freeze; refusing to use it", img.Path, md.Digest, img.Sidecar.SHA256)
+		return fmt.Errorf("image %s names manifest %s but its sidecar says sha256:%s: the layout was changed after the freeze; refusing to use it", img.Path, md.Digest, img.Sidecar.SHA256)
 	}
 	mb, err := s.readBlob(md.Digest, md.Size)
 	if err != nil {
-		return nil, fmt.Errorf("image %s: its manifest: %w", img.Path, err)
+		return fmt.Errorf("image %s: its manifest: %w", img.Path, err)
 	}
 	if err := json.Unmarshal(mb, &img.Manifest); err != nil {
-		return nil, fmt.Errorf("image %s: its manifest: %w", img.Path, err)
+		return fmt.Errorf("image %s: its manifest: %w", img.Path, err)
 	}
 	m := &img.Manifest
 	if !validDigest(m.Config.Digest) {
-		return nil, fmt.Errorf("image %s: its manifest names no config", img.Path)
+		return fmt.Errorf("image %s: its manifest names no config", img.Path)
 	}
 	for _, l := range m.Layers {
 		if !validDigest(l.Digest) || (l.MediaType != MediaTypeLayer && l.MediaType != MediaTypeLayerGzip) || l.Size < 0 {
-			return nil, fmt.Errorf("image %s: its manifest names a layer %s of type %q", img.Path, l.Digest, l.MediaType)
+			return fmt.Errorf("image %s: its manifest names a layer %s of type %q", img.Path, l.Digest, l.MediaType)
 		}
 	}
 	if img.Config, err = s.readBlob(m.Config.Digest, m.Config.Size); err != nil {
-		return nil, fmt.Errorf("image %s: its config: %w", img.Path, err)
+		return fmt.Errorf("image %s: its config: %w", img.Path, err)
 	}
 	var cfg imgspecv1.Image
 	if err := json.Unmarshal(img.Config, &cfg); err != nil {
-		return nil, fmt.Errorf("image %s: its config: %w", img.Path, err)
+		return fmt.Errorf("image %s: its config: %w", img.Path, err)
 	}
 	img.DiffIDs = cfg.RootFS.DiffIDs
 	if len(img.DiffIDs) != len(m.Layers) {
-		return nil, fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.Path, len(img.DiffIDs), len(m.Layers))
+		return fmt.Errorf("image %s: its config lists %d layers, its manifest %d", img.Path, len(img.DiffIDs), len(m.Layers))
 	}
-	return img, nil
+	return nil
 }
 
 // readSidecar reads an image layout's sidecar.

@@ -190,11 +190,24 @@ func uniq(ds []digest.Digest) []digest.Digest {
 const removingSuffix = ".removing"
 
 // Remove removes the image name: its layout disappears at once (renamed
-// to a hidden name, then deleted). Its blobs stay until a garbage
-// collection finds that no image uses them.
+// to a hidden name, then deleted), unless someone reads it (ErrInUse).
+// Its blobs stay until a garbage collection finds that no image uses
+// them.
 func (s *Store) Remove(name string) error {
 	if !safefile.ValidName(name) {
 		return fmt.Errorf("%w: bad image name %q", safefile.ErrUnsafePath, name)
+	}
+	if dir, err := openDirAt(s.images, name); err == nil {
+		// A layout without an index (left half-published) has nobody
+		// reading it and goes too.
+		lock, err := lockIndex(dir, unix.LOCK_EX)
+		dir.Close()
+		if errors.Is(err, ErrInUse) {
+			return fmt.Errorf("%s: %w", s.ImagePath(name), ErrInUse)
+		}
+		if err == nil {
+			defer lock.Close()
+		}
 	}
 	tmp := "." + name + "." + randomToken() + removingSuffix
 	err := unix.Renameat(int(s.images.Fd()), name, int(s.images.Fd()), tmp)

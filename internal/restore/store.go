@@ -29,6 +29,7 @@ func StoreImage(ctx context.Context, p Podman, path, name string) (*Result, erro
 		return nil, err
 	}
 	defer st.Close()
+	defer img.Close()
 	// Podman 4.3 names an image pulled from a layout after the layout's
 	// path, which must then be a valid image name: pull it through a
 	// link of such a name, then name it as it was frozen and drop the

@@ -387,8 +387,9 @@ func TestStoreCountsAgainstQuota(t *testing.T) {
 // Retention applies to the layer store's images as to archives, each kind
 // on its own: after each freeze the site's rule keeps the newest two
 // images of the container and the one archive beside them; the user's
-// own rule, through prune, keeps one; prune --store then frees the blobs
-// only the removed images used, and the image kept still restores.
+// own rule, through prune, keeps one, but not while the image is read;
+// prune --store then frees the blobs only the removed images used, and
+// the image kept still restores.
 func TestStoreRetention(t *testing.T) {
 	a := newAgent(t, withKey("retention", `{keep_per_container = 2}`)).start()
 	st := storeOf(a, alice)
@@ -423,6 +424,19 @@ func TestStoreRetention(t *testing.T) {
 	r = runAs(t, alice, "sh", "-c", `mkdir -p "$0" && printf 'keep_per_container = 1\n' > "$0/retention.toml"`, home)
 	assert.Equal(t, r.code, 0, "%s", r)
 	t.Cleanup(func() { os.Remove(home + "/retention.toml") })
+	// An image being read (a restore, a push, an export: here a shared
+	// lock on its index held as they hold it) stays.
+	held, err := os.Open(filepath.Join(imgs[1], "index.json"))
+	assert.NilError(t, err)
+	t.Cleanup(func() { held.Close() })
+	assert.NilError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_SH))
+	r = a.cli(t, alice, "prune")
+	assert.Check(t, is.Equal(r.code, 0), "%s", r)
+	assert.Check(t, is.Contains(r.stdout, "removed 0 archives"), "%s", r)
+	assert.Check(t, is.Contains(r.stderr, "is being read"), "%s", r)
+	r = a.cli(t, alice, "rm", imgs[1])
+	assert.Check(t, r.code != 0 && strings.Contains(r.stderr, "is being read"), "rm too: %s", r)
+	held.Close()
 	r = a.cli(t, alice, "prune")
 	assert.Assert(t, is.Equal(r.code, 0), "%s", r)
 	assert.Check(t, is.Contains(r.stdout, "removed "+imgs[1]), "%s", r)
