@@ -183,14 +183,7 @@ func TestRetention(t *testing.T) {
 
 	// An archive being read (a restore, a push: here a shared lock held
 	// as alice would hold it) stays.
-	held, err := os.Open(paths[2])
-	assert.NilError(t, err)
-	t.Cleanup(func() { held.Close() })
-	assert.NilError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_SH))
-	r = a.cli(t, alice, "prune")
-	assert.Check(t, is.Equal(r.code, 0), "%s", r)
-	assert.Check(t, is.Contains(r.stdout, "removed 0 archives"), "%s", r)
-	assert.Check(t, is.Contains(r.stderr, "is being read"), "%s", r)
+	held := pruneWhileRead(t, a, paths[2])
 	held.Close()
 	r = a.cli(t, alice, "prune")
 	assert.Check(t, is.Equal(r.code, 0), "%s", r)
@@ -426,14 +419,7 @@ func TestStoreRetention(t *testing.T) {
 	t.Cleanup(func() { os.Remove(home + "/retention.toml") })
 	// An image being read (a restore, a push, an export: here a shared
 	// lock on its index held as they hold it) stays.
-	held, err := os.Open(filepath.Join(imgs[1], "index.json"))
-	assert.NilError(t, err)
-	t.Cleanup(func() { held.Close() })
-	assert.NilError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_SH))
-	r = a.cli(t, alice, "prune")
-	assert.Check(t, is.Equal(r.code, 0), "%s", r)
-	assert.Check(t, is.Contains(r.stdout, "removed 0 archives"), "%s", r)
-	assert.Check(t, is.Contains(r.stderr, "is being read"), "%s", r)
+	held := pruneWhileRead(t, a, filepath.Join(imgs[1], "index.json"))
 	r = a.cli(t, alice, "rm", imgs[1])
 	assert.Check(t, r.code != 0 && strings.Contains(r.stderr, "is being read"), "rm too: %s", r)
 	held.Close()
@@ -455,4 +441,20 @@ func TestStoreRetention(t *testing.T) {
 	assert.Assert(t, is.Equal(r.code, 0), "%s", r)
 	t.Cleanup(func() { runAs(t, alice, "podman", "rmi", "-f", name) })
 	assert.Check(t, is.Equal(podman(t, alice, "run", "--rm", "--network=none", name, "cat", "/root/v"), "v3"))
+}
+
+// pruneWhileRead holds the shared lock on path that a restore or a push
+// holds while it reads, and checks that alice's prune then removes
+// nothing and says why. The caller closes the file to let go.
+func pruneWhileRead(t *testing.T, a *agentProc, path string) *os.File {
+	t.Helper()
+	held, err := os.Open(path)
+	assert.NilError(t, err)
+	t.Cleanup(func() { held.Close() })
+	assert.NilError(t, syscall.Flock(int(held.Fd()), syscall.LOCK_SH))
+	r := a.cli(t, alice, "prune")
+	assert.Check(t, is.Equal(r.code, 0), "%s", r)
+	assert.Check(t, is.Contains(r.stdout, "removed 0 archives"), "%s", r)
+	assert.Check(t, is.Contains(r.stderr, "is being read"), "%s", r)
+	return held
 }
