@@ -29,9 +29,16 @@ func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 		return fmt.Errorf("list archives: %w", err)
 	}
 	if ls := spec.LayerStore; ls != nil {
-		images, more, err := storeImages(ctx, ls.Root, ls.Dir)
+		st, images, more, err := userStoreImages(ctx, ls)
+		if errors.Is(err, safefile.ErrUntrusted) {
+			// Their archives are still listed.
+			more, err = []string{fmt.Sprintf("the layer store is not listed: %v", err)}, nil
+		}
 		if err != nil {
 			return err
+		}
+		if st != nil {
+			st.Close()
 		}
 		entries, warnings = mergeNewestFirst(entries, images), append(warnings, more...)
 	}
@@ -49,24 +56,26 @@ func list(ctx context.Context, spec messages.Spec, emit func(messages.Event)) er
 	return nil
 }
 
-// storeImages are the user's images in the layer store dir (none when
-// there is no store yet).
-func storeImages(ctx context.Context, root, dir string) ([]archives.Entry, []string, error) {
-	st, err := layerstore.Open(root, dir, false)
+// userStoreImages opens the caller's layer store ls and lists their
+// images in it, newest first. A store that does not exist yet holds
+// nothing (st is nil); one not trusted to be theirs is an error
+// satisfying errors.Is(err, safefile.ErrUntrusted), which callers leave
+// alone: a freeze there is refused, saying so. The caller closes st.
+func userStoreImages(ctx context.Context, ls *messages.LayerStore) (*layerstore.Store, []archives.Entry, []string, error) {
+	st, err := layerstore.Open(ls.Root, ls.Dir, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if errors.Is(err, safefile.ErrUntrusted) {
-		// Nothing there is trusted to be the user's; their archives are
-		// still listed.
-		return nil, []string{fmt.Sprintf("the layer store is not listed: %v", err)}, nil
+		return nil, nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("list the layer store: %w", err)
+		return nil, nil, nil, fmt.Errorf("the layer store %s: %w", ls.Dir, err)
 	}
-	defer st.Close()
 	uid := os.Getuid()
-	return st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
+	images, warnings, err := st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, fmt.Errorf("the images of the layer store %s: %w", st.Path(), err)
+	}
+	return st, images, warnings, nil
 }
 
 // mergeNewestFirst merges two lists sorted newest first.

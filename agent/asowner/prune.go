@@ -13,7 +13,6 @@ import (
 	"github.com/baicommit/baicommit/api"
 	"github.com/baicommit/baicommit/internal/archives"
 	"github.com/baicommit/baicommit/internal/config"
-	"github.com/baicommit/baicommit/internal/layerstore"
 	"github.com/baicommit/baicommit/internal/safefile"
 	"github.com/baicommit/baicommit/policy"
 )
@@ -87,23 +86,15 @@ func prune(ctx context.Context, spec messages.Spec, emit func(messages.Event)) e
 // `prune --store` finds that no image uses them, so a restore or a push
 // that has read the layout goes on.
 func pruneStore(ctx context.Context, ls *messages.LayerStore, site, mine policy.Retention, dryRun bool, out *api.PruneResult, emit func(messages.Event)) error {
-	st, err := layerstore.Open(ls.Root, ls.Dir, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	st, images, warnings, err := userStoreImages(ctx, ls)
 	if errors.Is(err, safefile.ErrUntrusted) {
 		out.Warnings = append(out.Warnings, "the layer store is left alone: "+err.Error())
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("the layer store %s: %w", ls.Dir, err)
+	if err != nil || st == nil {
+		return err
 	}
 	defer st.Close()
-	uid := os.Getuid()
-	images, warnings, err := st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
-	if err != nil {
-		return fmt.Errorf("the images of the layer store %s: %w", st.Path(), err)
-	}
 	out.Warnings = append(out.Warnings, warnings...)
 	out.Kept += len(images)
 	for _, e := range policy.Drop(images, time.Now(), site, mine) {
@@ -156,26 +147,21 @@ func storeUsage(ctx context.Context, ls *messages.LayerStore, u *api.Usage) erro
 	if ls == nil {
 		return nil
 	}
-	st, err := layerstore.Open(ls.Root, ls.Dir, false)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, safefile.ErrUntrusted) {
-		// No store yet, or none trusted to be the user's (a freeze there
-		// is refused, saying why): nothing of theirs to count.
+	// No store yet, or none trusted to be the user's (a freeze there is
+	// refused, saying why): nothing of theirs to count.
+	st, imgs, _, err := userStoreImages(ctx, ls)
+	if errors.Is(err, safefile.ErrUntrusted) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("the layer store %s: %w", ls.Dir, err)
+	if err != nil || st == nil {
+		return err
 	}
 	defer st.Close()
-	su, err := st.Usage(ctx)
+	n, err := st.OwnedBytes(ctx, os.Getuid())
 	if err != nil {
 		return fmt.Errorf("the usage of the layer store %s: %w", st.Path(), err)
 	}
-	uid := os.Getuid()
-	imgs, _, err := st.List(ctx, func(e *api.ArchiveEntry) bool { return e.UID == uid })
-	if err != nil {
-		return fmt.Errorf("the images of the layer store %s: %w", st.Path(), err)
-	}
-	u.Store, u.StoreBytes, u.StoreImages = st.Path(), su.ByUID[uid], len(imgs)
+	u.Store, u.StoreBytes, u.StoreImages = st.Path(), n, len(imgs)
 	u.Bytes += u.StoreBytes
 	u.Archives += u.StoreImages
 	return nil

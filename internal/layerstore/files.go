@@ -27,28 +27,12 @@ func randomToken() string {
 // isTemp reports whether name is one of the store's temporary names.
 func isTemp(name string) bool { return strings.HasPrefix(name, ".") }
 
-// createTemp creates the temporary file temp in dir, refusing anything
-// already there and links.
-func createTemp(dir *os.File, temp string, mode os.FileMode) (*os.File, error) {
-	fd, err := unix.Openat(int(dir.Fd()), temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
-	if err != nil {
-		return nil, fmt.Errorf("create %s in %s: %w", temp, dir.Name(), err)
-	}
-	f := os.NewFile(uintptr(fd), temp)
-	if err := f.Chmod(mode.Perm()); err != nil {
-		f.Close()
-		unix.Unlinkat(int(dir.Fd()), temp, 0)
-		return nil, err
-	}
-	return f, nil
-}
-
 // writeFile writes data to name in dir through the temporary file temp:
 // synced, then renamed without replacing anything (replace: over what is
 // there). A name that exists already is no error when replace is unset:
 // in a content-addressed store it holds the same bytes.
 func writeFile(dir *os.File, name, temp string, mode os.FileMode, data []byte, replace bool) error {
-	f, err := createTemp(dir, temp, mode)
+	f, err := safefile.CreateTemp(dir, temp, mode)
 	if err != nil {
 		return err
 	}

@@ -140,6 +140,22 @@ func (s *Store) uses(name string) ([]digest.Digest, error) {
 	return ds, nil
 }
 
+// OwnedBytes is what the blobs whose files uid owns take (each once): what
+// a quota charges uid for. Unlike Usage it reads no image's documents.
+func (s *Store) OwnedBytes(ctx context.Context, uid int) (int64, error) {
+	blobs, err := s.scanBlobs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, b := range blobs {
+		if b.uid == uid {
+			n += b.size
+		}
+	}
+	return n, nil
+}
+
 // Usage says what the store takes.
 func (s *Store) Usage(ctx context.Context) (*Usage, error) {
 	blobs, err := s.scanBlobs(ctx)
@@ -416,7 +432,7 @@ func mustNames(dir *os.File) []string {
 // NFS), which the mtimes compared with it come from.
 func (s *Store) fsNow() (time.Time, error) {
 	temp := ".now." + randomToken() + tempSuffix
-	f, err := createTemp(s.holds, temp, 0o600)
+	f, err := safefile.CreateTemp(s.holds, temp, 0o600)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("the layer store %s: %w", s.path, err)
 	}

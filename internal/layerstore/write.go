@@ -179,7 +179,7 @@ func (f *Freeze) CreateLayer() (*BlobWriter, error) {
 	f.mu.Lock()
 	temp := f.temp()
 	f.mu.Unlock()
-	file, err := createTemp(f.s.blobs, temp, f.mode|0o200)
+	file, err := safefile.CreateTemp(f.s.blobs, temp, f.mode|0o200)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func Create(dir *os.File, temp string, mode os.FileMode, level int) (*File, erro
 	if !ValidTemp(temp) {
 		return nil, fmt.Errorf("%w: bad temporary name %q", ErrUnsafePath, temp)
 	}
-	f, err := createTemp(dir, temp, mode)
+	f, err := CreateTemp(dir, temp, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func writeJSON(dir *os.File, name string, mode os.FileMode, v any, replace bool)
 		_, _ = rand.Read(rnd[:])
 		temp = "." + name + "." + hex.EncodeToString(rnd[:]) + ".partial"
 	}
-	f, err := createTemp(dir, temp, mode)
+	f, err := CreateTemp(dir, temp, mode)
 	if err != nil {
 		return err
 	}
@@ -154,9 +154,9 @@ func writeJSON(dir *os.File, name string, mode os.FileMode, v any, replace bool)
 	return nil
 }
 
-// createTemp creates the temporary file temp in dir with exactly mode,
+// CreateTemp creates the temporary file temp in dir with exactly mode,
 // refusing to reuse or follow anything already there.
-func createTemp(dir *os.File, temp string, mode os.FileMode) (*os.File, error) {
+func CreateTemp(dir *os.File, temp string, mode os.FileMode) (*os.File, error) {
 	fd, err := unix.Openat(int(dir.Fd()), temp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		return nil, fmt.Errorf("create %s in %s: %w", temp, dir.Name(), err)
