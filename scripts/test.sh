@@ -57,6 +57,13 @@ make --no-print-directory unit
 
 # The binaries just built, once per run: make e2e passes them as BAICOMMIT_BIN_DIR.
 step "end-to-end tests (make e2e: ./test/e2e, real Podman, MUNGE, Slurm, registry, Chromium)"
-make --no-print-directory e2e
+mkdir -p artifacts
+if ! make --no-print-directory e2e 2>&1 | tee artifacts/e2e.log; then
+    # A failing test prints the daemons' logs after its own message, so a
+    # reader of the last lines sees logs and not why: repeat the why here.
+    printf '\ntest.sh: why the end-to-end tests failed (all of it in artifacts/e2e.log):\n'
+    awk -f scripts/failures.awk artifacts/e2e.log | head -80
+    exit 2
+fi
 
 printf '\ntest.sh: all passed in %ds\n' "$((SECONDS - T0))"

@@ -231,7 +231,7 @@ func TestWebTrustedProxy(t *testing.T) {
 	ctx := newBrowser(t)
 	do(t, ctx, 60*time.Second, chromedp.Navigate(proxyURL+"/web/"),
 		chromedp.WaitVisible(css("%s button.commit", row(ctr))))
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
+	assert.Check(t, is.Equal(text(t, ctx, id("who")), "Signed in as "+alice))
 	// No sign-out button: the proxy, not the page, decides who is in.
 	hidden := get(t, ctx, chromedp.Evaluate[bool](`document.getElementById("signout").hidden`))
 	assert.Check(t, hidden)
@@ -243,9 +243,9 @@ func TestWebTrustedProxy(t *testing.T) {
 		chromedp.WaitVisible(id("commit-dialog")),
 		chromedp.Click(id("commit-submit")),
 		chromedp.WaitVisible(css("%s .archive-path", row(ctr))))
-	p := get(t, ctx, chromedp.Text(css("%s .archive-path", row(ctr))))
+	p := text(t, ctx, css("%s .archive-path", row(ctr)))
 	assert.Check(t, strings.HasSuffix(p, ".tar.gz"), p)
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.AttributeValue(css("%s .archive-digest", row(ctr)), "data-digest")).Value, "sha256:"+fileSHA256(t, p)))
+	assert.Check(t, is.Equal(attr(t, ctx, css("%s .archive-digest", row(ctr)), "data-digest"), "sha256:"+fileSHA256(t, p)))
 
 	// Through the page, a push goes only to a registry the site lists
 	// (here none): a browser can be made to send what its user never meant.

@@ -82,19 +82,56 @@ func get[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	v, err := chromedp.Run(tctx, a)
+	if err != nil {
+		browserFailed(t, ctx, err)
+	}
+	return v
+}
+
+// text is the text of the element sel names, and attr the value of one of
+// its attributes, each read in one turn of the page's own event loop.
+// chromedp's Text finds the node first and reads it in a second call: the
+// page redraws its rows on every refresh, and a row redrawn in between is
+// read out of the document, as "". Both wait up to 10s for the element.
+func text[S chromedp.CSS | chromedp.ID](t *testing.T, ctx context.Context, sel S) string {
+	t.Helper()
+	return domRead(t, ctx, fmt.Sprintf(`(e => e ? e.innerText : null)(%s)`, query(sel)))
+}
+
+func attr[S chromedp.CSS | chromedp.ID](t *testing.T, ctx context.Context, sel S, name string) string {
+	t.Helper()
+	n, _ := json.Marshal(name)
+	return domRead(t, ctx, fmt.Sprintf(`(e => e && e.hasAttribute(%[1]s) ? e.getAttribute(%[1]s) : null)(%[2]s)`, n, query(sel)))
+}
+
+// query is the JavaScript expression for the element sel names.
+func query[S chromedp.CSS | chromedp.ID](sel S) string {
+	s, _ := json.Marshal(string(sel))
+	if _, isID := any(sel).(chromedp.ID); isID {
+		return "document.getElementById(" + string(s) + ")"
+	}
+	return "document.querySelector(" + string(s) + ")"
+}
+
+// domRead evaluates js, an expression that is null until what it reads is
+// in the page, until it is not.
+func domRead(t *testing.T, ctx context.Context, js string) string {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	for {
-		v, err := chromedp.Run(tctx, a)
-		// The page redraws its rows on every refresh: a node found by the
-		// query can be replaced before it is read. Reading is idempotent,
-		// so read again.
-		if err != nil && strings.Contains(err.Error(), "No node with given id found") && tctx.Err() == nil {
-			time.Sleep(50 * time.Millisecond)
-			continue
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[*string](js))
+		if err == nil && v != nil {
+			return *v
 		}
-		if err != nil {
+		if tctx.Err() != nil {
+			if err == nil {
+				err = fmt.Errorf("%s: nothing in the page after 10s", js)
+			}
 			browserFailed(t, ctx, err)
 		}
-		return v
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -223,8 +260,8 @@ func TestWebCommitButton(t *testing.T) {
 		chromedp.WaitVisible(css("%s button.commit", row(ctr))),
 	)
 	signedIn := time.Since(t0)
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
-	table := get(t, ctx, chromedp.Text(id("sessions")))
+	assert.Check(t, is.Equal(text(t, ctx, id("who")), "Signed in as "+alice))
+	table := text(t, ctx, id("sessions"))
 	assert.Check(t, is.Contains(table, other))
 	assert.Check(t, !strings.Contains(table, bobs), "alice's page shows bob's session %s:\n%s", bobs, table)
 	location := get(t, ctx, chromedp.Location())
@@ -242,7 +279,7 @@ func TestWebCommitButton(t *testing.T) {
 		chromedp.WaitVisible(css("%s .result .error", row(ctr))),
 		chromedp.WaitVisible(css("%s button.commit:not([disabled])", row(ctr))),
 	)
-	refused := get(t, ctx, chromedp.Text(css("%s .result .error", row(ctr))))
+	refused := text(t, ctx, css("%s .result .error", row(ctr)))
 	assert.Check(t, is.Contains(refused, "Not An Image!"))
 	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "a refused freeze wrote something")
 
@@ -280,9 +317,9 @@ func TestWebCommitButton(t *testing.T) {
 	running := css(`%s button.commit[aria-busy="true"][disabled][data-task$=".%s"] .spinner`, row(ctr), n1)
 	do(t, ctx, 20*time.Second, chromedp.WaitVisible(running), chromedp.Reload(), chromedp.WaitVisible(running))
 	screenshot(t, ctx, "web-sessions-freezing")
-	label := get(t, ctx, chromedp.AttributeValue(css("%s button.commit", row(ctr)), "aria-label"))
-	assert.Check(t, is.Equal(label.Value, "Freezing "+ctr))
-	taskID := get(t, ctx, chromedp.AttributeValue(css("%s button.commit", row(ctr)), "data-task")).Value
+	label := attr(t, ctx, css("%s button.commit", row(ctr)), "aria-label")
+	assert.Check(t, is.Equal(label, "Freezing "+ctr))
+	taskID := attr(t, ctx, css("%s button.commit", row(ctr)), "data-task")
 	assert.Check(t, strings.HasSuffix(taskID, "."+n1), "the spinning button names no task of node %s: %q", n1, taskID)
 
 	// A freeze started from the CLI spins too.
@@ -298,10 +335,10 @@ func TestWebCommitButton(t *testing.T) {
 	)
 	shown := time.Now()
 	do(t, ctx, 4*time.Minute, chromedp.WaitVisible(css("%s .archive-path", row(other))))
-	path := get(t, ctx, chromedp.Text(css("%s .archive-path", row(ctr))))
-	size := get(t, ctx, chromedp.Text(css("%s .archive-size", row(ctr))))
-	digest := get(t, ctx, chromedp.AttributeValue(css("%s .archive-digest", row(ctr)), "data-digest")).Value
-	otherPath := get(t, ctx, chromedp.Text(css("%s .archive-path", row(other))))
+	path := text(t, ctx, css("%s .archive-path", row(ctr)))
+	size := text(t, ctx, css("%s .archive-size", row(ctr)))
+	digest := attr(t, ctx, css("%s .archive-digest", row(ctr)), "data-digest")
+	otherPath := text(t, ctx, css("%s .archive-path", row(other)))
 	seen := get(t, ctx, chromedp.Evaluate[map[string]int](`window.__busySeen`))
 	assert.Check(t, seen[other] > 0, "the CLI's freeze of %s never showed a spinning button (seen: %v)", other, seen)
 	screenshot(t, ctx, "web-sessions")
@@ -331,7 +368,7 @@ func TestWebCommitButton(t *testing.T) {
 	// The frozen images, newest first, each with a restore command.
 	restore := css(`tr[data-archive=%q] .restore-cmd`, path)
 	do(t, ctx, 30*time.Second, chromedp.Click(id("nav-images")), chromedp.WaitVisible(restore))
-	cmd := get(t, ctx, chromedp.Text(restore))
+	cmd := text(t, ctx, restore)
 	order := get(t, ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#images tbody tr')].map(r => r.dataset.archive)`))
 	want := []string{path, otherPath}
 	osc, err := archives.ReadSidecar(strings.TrimSuffix(otherPath, ".tar.gz") + ".json")
@@ -350,7 +387,7 @@ func TestWebCommitButton(t *testing.T) {
 	// (the manager keeps no state).
 	assert.Check(t, is.Equal(get(t, ctx, chromedp.Evaluate[string](`document.cookie`)), ""), "the session cookie is readable by scripts")
 	do(t, ctx, 20*time.Second, chromedp.Navigate(c.managers[1].url+"/web/"), chromedp.WaitVisible(css("%s", row(ctr))))
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
+	assert.Check(t, is.Equal(text(t, ctx, id("who")), "Signed in as "+alice))
 
 	// Neither replica logged the login link's credential.
 	_, escaped, _ := strings.Cut(link.URL, "#")
@@ -365,7 +402,7 @@ func TestWebCommitButton(t *testing.T) {
 	// Signing out.
 	do(t, ctx, 10*time.Second, chromedp.Click(id("signout")), chromedp.WaitVisible(id("signed-out")),
 		chromedp.Reload(), chromedp.WaitVisible(id("signed-out")))
-	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("signed-out-why"))), "baicommit web"))
+	assert.Check(t, is.Contains(text(t, ctx, id("signed-out-why")), "baicommit web"))
 }
 
 // Links that are forged, made by a user rather than the manager, expired
@@ -384,7 +421,7 @@ func TestWebLoginLinkRefused(t *testing.T) {
 			chromedp.Click(id("signin")),
 			chromedp.WaitVisible(css("#login-status.error")),
 		)
-		msg := get(t, ctx, chromedp.Text(id("login-status")))
+		msg := text(t, ctx, id("login-status"))
 		// Still signed out.
 		status := get(t, ctx, chromedp.Evaluate[int](`fetch("api/me").then(r => r.status)`, chromedp.EvalAwaitPromise))
 		assert.Check(t, is.Equal(status, 401), "signed in after: %s", msg)
@@ -415,7 +452,7 @@ func TestWebLoginLinkRefused(t *testing.T) {
 	l = webLink(t, m, alice)
 	do(t, ctx, 30*time.Second, chromedp.Navigate("about:blank"), chromedp.Navigate(l.URL), chromedp.WaitEnabled(id("signin")),
 		chromedp.Click(id("signin")), chromedp.WaitVisible(id("view-sessions")))
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("who"))), "Signed in as "+alice))
+	assert.Check(t, is.Equal(text(t, ctx, id("who")), "Signed in as "+alice))
 	msg = signIn(t, second, l.URL)
 	assert.Check(t, is.Contains(msg, "used already"))
 }
@@ -443,7 +480,7 @@ func TestWebDeleteArchive(t *testing.T) {
 		chromedp.Click(id("nav-images")),
 		chromedp.WaitVisible(css(`tr[data-archive=%q] button.delete`, paths[0])),
 	)
-	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("usage"))), "You keep 2 of 5 archives"))
+	assert.Check(t, is.Contains(text(t, ctx, id("usage")), "You keep 2 of 5 archives"))
 	assert.Check(t, is.Len(unnamedControls(t, ctx), 0), "controls without a name on the images view")
 
 	del := css(`tr[data-archive=%q] button.delete`, paths[0])
@@ -461,7 +498,7 @@ func TestWebDeleteArchive(t *testing.T) {
 		chromedp.Click(del),
 		chromedp.WaitVisible(id("delete-dialog")),
 	)
-	assert.Check(t, is.Equal(get(t, ctx, chromedp.Text(id("delete-path"))), paths[0]))
+	assert.Check(t, is.Equal(text(t, ctx, id("delete-path")), paths[0]))
 	do(t, ctx, 30*time.Second,
 		chromedp.Click(id("delete-submit")),
 		chromedp.WaitNotPresent(css(`tr[data-archive=%q]`, paths[0])),
@@ -471,7 +508,7 @@ func TestWebDeleteArchive(t *testing.T) {
 	assert.Check(t, os.IsNotExist(err), "the archive is still there: %v", err)
 	_, err = os.Stat(strings.TrimSuffix(paths[0], api.ArchiveSuffix) + api.SidecarSuffix)
 	assert.Check(t, os.IsNotExist(err), "the sidecar is still there: %v", err)
-	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(id("usage"))), "You keep 1 of 5 archives"))
+	assert.Check(t, is.Contains(text(t, ctx, id("usage")), "You keep 1 of 5 archives"))
 	screenshot(t, ctx, "web-images-deleted")
 }
 
@@ -505,15 +542,15 @@ func TestWebCommitIntoStore(t *testing.T) {
 		chromedp.Click(id("commit-submit")),
 		chromedp.WaitVisible(css("%s .store-path", row(ctr))),
 	)
-	path := get(t, ctx, chromedp.Text(css("%s .store-path", row(ctr))))
+	path := text(t, ctx, css("%s .store-path", row(ctr)))
 	assert.Check(t, is.Equal(filepath.Dir(filepath.Dir(path)), filepath.Join(c.save, "stores", alice)), "the manager's store_path: %s", path)
 	assert.Check(t, is.Len(listDir(t, filepath.Join(c.save, "site", alice)), 0), "no archive")
 	screenshot(t, ctx, "web-sessions-store")
 
 	restore := css(`tr[data-archive=%q] .restore-cmd`, path)
 	do(t, ctx, 30*time.Second, chromedp.Click(id("nav-images")), chromedp.WaitVisible(restore))
-	assert.Check(t, is.Contains(get(t, ctx, chromedp.Text(css(`tr[data-archive=%q]`, path))), "layer store"))
-	cmd := get(t, ctx, chromedp.Text(restore))
+	assert.Check(t, is.Contains(text(t, ctx, css(`tr[data-archive=%q]`, path)), "layer store"))
+	cmd := text(t, ctx, restore)
 	assert.Check(t, is.Equal(cmd, "baicommit restore "+path))
 	r := runAs(t, alice, append([]string{bins.cli}, strings.Fields(cmd)[1:]...)...)
 	assert.Assert(t, is.Equal(r.code, 0), "the page's restore command: %s", r)
