@@ -228,6 +228,16 @@ func unnamedControls(t *testing.T, ctx context.Context) []string {
 // row is the CSS selector of a session's row.
 func row(name string) string { return fmt.Sprintf(`tr[data-session=%q]`, name) }
 
+// sessionsRefreshed waits until the page has fetched its sessions once
+// more (it does every 5s) and drawn them.
+func sessionsRefreshed(t *testing.T, ctx context.Context) {
+	t.Helper()
+	fetched := `performance.getEntriesByType("resource").filter(e => e.name.endsWith("/api/sessions")).length`
+	n := get(t, ctx, chromedp.Evaluate[int](fetched))
+	do(t, ctx, 15*time.Second, chromedp.Poll[chromedp.Void](fmt.Sprintf("%s > %d", fetched, n), chromedp.WithPollingInterval(100*time.Millisecond)))
+	time.Sleep(300 * time.Millisecond) // the answer is drawn once it is parsed
+}
+
 // css and id make selectors.
 func css(format string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(format, args...)) }
 
@@ -269,6 +279,13 @@ func TestWebCommitButton(t *testing.T) {
 	cells := get(t, ctx, chromedp.Evaluate[[]string](fmt.Sprintf(`[...document.querySelectorAll('%s > *')].map(c => c.textContent)`, row(ctr))))
 	assert.Assert(t, is.Len(cells, 8), "%q", cells)
 	assert.Check(t, is.DeepEqual(cells[:5], []string{ctr, n1, job, baseImage, "running"}))
+
+	// The page redraws its sessions every few seconds: a keyboard user's
+	// place on a Commit button stays through that.
+	do(t, ctx, 10*time.Second, chromedp.Focus(css("%s button.commit", row(other))))
+	sessionsRefreshed(t, ctx)
+	focused := get(t, ctx, chromedp.Evaluate[string](`(b => b && b.matches("button.commit") ? b.closest("tr").dataset.session : String(b && b.tagName))(document.activeElement)`))
+	assert.Check(t, is.Equal(focused, other), "a refresh of the sessions took the focus from the Commit button of %s", other)
 
 	// A name the agent refuses: the row says why, in words, and nothing runs.
 	do(t, ctx, 20*time.Second,

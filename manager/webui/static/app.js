@@ -226,8 +226,48 @@
         resultCell(s, busy),
         controlsCell(s, busy));
     });
-    body.replaceChildren(...rows);
+    patchRows(body, rows, "id");
     $("sessions-empty").hidden = rows.length > 0;
+  }
+
+  // patchRows makes body's rows the rows given, keyed by data-<key>, and
+  // changes of a row only what differs (morph): the page redraws every
+  // second while a freeze runs, and a row rebuilt anyway would take the
+  // keyboard focus from its Commit button and a selection being copied.
+  function patchRows(body, rows, key) {
+    const old = new Map([...body.children].map((r) => [r.dataset[key], r]));
+    rows.forEach((r, i) => {
+      const prev = old.get(r.dataset[key]);
+      const want = prev ? morph(prev, r) : r;
+      if (body.children[i] !== want) body.insertBefore(want, body.children[i] || null);
+    });
+    while (body.children.length > rows.length) body.lastElementChild.remove();
+  }
+
+  // morph makes node cur, which is in the document, look like next, and
+  // returns the node that is there afterwards: cur where only texts
+  // differ, next where an element's kind, attributes or children differ.
+  // A kept element keeps its listeners, which read only what it shows.
+  function morph(cur, next) {
+    if (cur.isEqualNode(next)) return cur;
+    if (cur.nodeType === Node.TEXT_NODE && next.nodeType === Node.TEXT_NODE) {
+      cur.data = next.data;
+      return cur;
+    }
+    if (cur.nodeType !== Node.ELEMENT_NODE || cur.tagName !== next.tagName ||
+        !sameAttributes(cur, next) || cur.childNodes.length !== next.childNodes.length) {
+      cur.replaceWith(next);
+      return next;
+    }
+    const kids = [...next.childNodes]; // morph moves some of them out of next
+    [...cur.childNodes].forEach((c, i) => morph(c, kids[i]));
+    return cur;
+  }
+
+  function sameAttributes(a, b) {
+    if (a.attributes.length !== b.attributes.length) return false;
+    for (const { name, value } of a.attributes) if (b.getAttribute(name) !== value) return false;
+    return true;
   }
 
   // --- committing ----------------------------------------------------------------
