@@ -96,10 +96,7 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     [[ -n "$AGENT_PID" ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
-    pkill -u "$U" -f "unix://$WORK/run/" 2>/dev/null
-    # The agent's transient service gets its socket as a file descriptor (its command
-    # line does not name it); the bench user runs nothing else.
-    pkill -u "$U" -f "podman system service" 2>/dev/null
+    stop_podman_services "$U"
     as_user podman rm -f --ignore -t 0 "$CTR" >/dev/null 2>&1
     as_user podman rm -f --ignore -t 0 "$CTR2" >/dev/null 2>&1
     as_user podman rmi -f "$DAY2" >/dev/null 2>&1

@@ -108,10 +108,7 @@ cleanup() {
     [[ -n "$AGENT_PID" ]] && kill "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
     for s in $BENCH_STORES; do
         u="${STORE_USER[$s]}"
-        pkill -u "$u" -f "unix://$WORK/run/" 2>/dev/null
-        # The agent's transient services get their socket as a file descriptor, so their
-        # command line does not name it; the bench users run nothing else.
-        pkill -u "$u" -f "podman system service" 2>/dev/null
+        stop_podman_services "$u"
         as_user "$u" podman rm -f -t 0 "bench-$SUFFIX" >/dev/null 2>&1
         as_user "$u" sh -c "podman images --format '{{.Repository}}:{{.Tag}}' | grep -E '^localhost/baicommit(-bench-$SUFFIX|/bench-$SUFFIX)' | xargs -r podman rmi -f" >/dev/null 2>&1
     done

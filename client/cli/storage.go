@@ -131,7 +131,7 @@ func (e *env) pruneCommand() *ucli.Command {
 				fmt.Fprintf(e.stdout, "%s %s (%s, %s)\n", verb, r.Path, r.SourceContainer, r.Created.Local().Format("2006-01-02 15:04"))
 			}
 			fmt.Fprintf(e.stdout, "%s %d archives (%s); %d kept\n", verb, len(res.Removed), units.Human(res.Freed), res.Kept)
-			if gc == nil && slices.ContainsFunc(res.Removed, isStoreEntry) {
+			if gc == nil && slices.ContainsFunc(res.Removed, func(e api.ArchiveEntry) bool { return e.Format == api.FormatStore }) {
 				fmt.Fprintln(e.stdout, "the blobs of the store images removed, where no other image uses them, go with `baicommit prune --store`")
 			}
 			for _, w := range res.Warnings {
@@ -209,10 +209,4 @@ func (e *env) rmCommand() *ucli.Command {
 			return nil
 		},
 	}
-}
-
-// isStoreEntry reports whether e is a layer store image (its sidecar is
-// inside its layout), not an archive.
-func isStoreEntry(e api.ArchiveEntry) bool {
-	return e.SidecarFile == filepath.Join(e.Path, layerstore.SidecarFile)
 }

@@ -1,6 +1,7 @@
 # Sourced by the benchmarks: start_agent NAME writes $WORK/agent.toml (archives
 # below $SAVE_ROOT), starts $WORK/bin/baicommit-agent on unix://$SOCK, sets
 # AGENT_PID and returns once the agent answers. The caller defines die.
+# stop_podman_services USER stops the Podman services that ran for USER.
 start_agent() {
     cat >"$WORK/agent.toml" <<TOML
 # scripts/$1
@@ -20,4 +21,12 @@ TOML
         sleep 0.1
     done
     die "the agent did not answer on unix://$SOCK within 10 s: $(cat "$WORK/agent.log")"
+}
+
+stop_podman_services() {
+    pkill -u "$1" -f "unix://$WORK/run/" 2>/dev/null
+    # The agent's transient services get their socket as a file descriptor, so their
+    # command line does not name it; the bench users run nothing else.
+    pkill -u "$1" -f "podman system service" 2>/dev/null
+    return 0
 }
