@@ -24,7 +24,7 @@ import (
 // pushStoreImage pushes a store image straight from its blobs and records
 // the push in its sidecar.
 func (e *env) pushStoreImage(c *ucli.Context, path string, opts registry.Options) error {
-	st, img, err := layerstore.OpenImage(path)
+	st, img, err := layerstore.OpenImage(c.Context, path)
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,7 @@ func (e *env) export(c *ucli.Context) error {
 	if !ok {
 		return fmt.Errorf("%s is not an image of a layer store: give its path (as `baicommit list` shows it) or its name with --store", args[0])
 	}
-	st, img, err := layerstore.OpenImage(path)
+	st, img, err := layerstore.OpenImage(c.Context, path)
 	if err != nil {
 		return err
 	}

@@ -139,7 +139,7 @@ func TestFreezeWritesEachBaseOnce(t *testing.T) {
 
 	// A gzip'd new layer of an earlier freeze is found by its diff ID
 	// (a session started from that freeze has it as a base layer).
-	img, err := s.Image("one")
+	img, err := s.Image(t.Context(), "one")
 	assert.NilError(t, err)
 	f, err = s.Begin("tok-three", 0o640)
 	assert.NilError(t, err)
@@ -174,7 +174,7 @@ func TestImageReadAndExport(t *testing.T) {
 		assert.Check(t, err)
 	}
 	// The layout reaches the blobs through its link, as podman pull oci: does.
-	img, err := s.Image("img")
+	img, err := s.Image(t.Context(), "img")
 	assert.NilError(t, err)
 	_, err = os.Stat(filepath.Join(path, "blobs", "sha256", img.Manifest.Layers[1].Digest.Encoded()))
 	assert.Check(t, err)
@@ -214,7 +214,7 @@ func TestDamagedBlobIsDetected(t *testing.T) {
 	s := newStore(t)
 	path, err := freezeImage(t, s, "img", [][]byte{layerTar(t, "a", 100<<10)}, layerTar(t, "n", 20<<10), nil)
 	assert.NilError(t, err)
-	img, err := s.Image("img")
+	img, err := s.Image(t.Context(), "img")
 	assert.NilError(t, err)
 	blob := filepath.Join(path, "blobs", "sha256", img.Manifest.Layers[0].Digest.Encoded())
 	assert.NilError(t, os.Chmod(blob, 0o640))
@@ -234,7 +234,7 @@ func TestDamagedBlobIsDetected(t *testing.T) {
 	assert.NilError(t, os.Chmod(idx, 0o640))
 	other := digest.FromString("other")
 	assert.NilError(t, os.WriteFile(idx, bytes.ReplaceAll(b, []byte(img.ManifestDesc.Digest.Encoded()), []byte(other.Encoded())), 0o640))
-	_, err = s.Image("img")
+	_, err = s.Image(t.Context(), "img")
 	assert.Check(t, is.ErrorContains(err, "the layout was changed after the freeze"))
 }
 
@@ -244,7 +244,7 @@ func TestPublishNeverReplaces(t *testing.T) {
 	assert.NilError(t, err)
 	_, err = freezeImage(t, s, "img", nil, layerTar(t, "m", 1<<10), nil)
 	assert.Check(t, is.ErrorContains(err, "is in the layer store already"))
-	img, err := s.Image("img")
+	img, err := s.Image(t.Context(), "img")
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(img.Manifest.Layers, 1))
 }
@@ -277,7 +277,7 @@ func TestGCRemovesWhatNoImageUses(t *testing.T) {
 	// The first image's new layer, config and manifest; the base stays.
 	assert.Check(t, is.Equal(res.Removed, 3), "%+v", res)
 	assert.Check(t, is.Equal(res.IndexEntries, 1), "the index entry of the removed layer: %+v", res)
-	img, err := s.Image("two")
+	img, err := s.Image(ctx, "two")
 	assert.NilError(t, err)
 	_, err = s.Export(ctx, img, io.Discard, time.Now())
 	assert.NilError(t, err, "the image that stays is whole")
@@ -320,7 +320,7 @@ func TestGCDuringAFreeze(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Equal(gc.Held, 1), "%+v", gc)
 	assert.Check(t, is.Equal(gc.Removed, 3), "the removed image's own blobs went: %+v", gc)
-	img, err := s.Image("new")
+	img, err := s.Image(ctx, "new")
 	assert.NilError(t, err)
 	_, err = s.Export(ctx, img, io.Discard, time.Now())
 	assert.NilError(t, err, "the image the freeze published is whole")
@@ -415,7 +415,7 @@ func TestConcurrentFreezesAndGC(t *testing.T) {
 	assert.NilError(t, err)
 	assert.Check(t, is.Len(names, workers*(rounds-rounds/2)))
 	for _, n := range names {
-		img, err := s.Image(n)
+		img, err := s.Image(ctx, n)
 		assert.NilError(t, err)
 		_, err = s.Export(ctx, img, io.Discard, time.Now())
 		assert.Check(t, err, "image %s", n)

@@ -17,7 +17,7 @@ import (
 // lacks are compressed on the way, as registries expect. The image's
 // small documents are checked first.
 func Push(ctx context.Context, s *Store, name string, opts registry.Options) (registry.Result, error) {
-	img, err := s.Image(name)
+	img, err := s.Image(ctx, name)
 	if err != nil {
 		return registry.Result{}, err
 	}

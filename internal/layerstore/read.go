@@ -90,7 +90,7 @@ func lockIndex(dir *os.File, how int) (*os.File, error) {
 
 // Image reads the image name and holds its shared lock until the
 // image's Close.
-func (s *Store) Image(name string) (*Image, error) {
+func (s *Store) Image(ctx context.Context, name string) (*Image, error) {
 	if !safefile.ValidName(name) {
 		return nil, fmt.Errorf("%w: bad image name %q", safefile.ErrUnsafePath, name)
 	}
@@ -110,7 +110,11 @@ func (s *Store) Image(name string) (*Image, error) {
 		if !errors.Is(err, ErrInUse) || i == 40 {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("image %s: %w", img.Path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if errors.Is(err, ErrInUse) {
 		return nil, fmt.Errorf("image %s is being removed", img.Path)
@@ -281,7 +285,7 @@ func (r *BlobReader) Close() error { return r.f.Close() }
 
 // OpenImage opens the store an image layout lies in (path is
 // STORE/images/NAME, as `baicommit list` shows it) and reads the image.
-func OpenImage(path string) (*Store, *Image, error) {
+func OpenImage(ctx context.Context, path string) (*Store, *Image, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, nil, err
@@ -295,7 +299,7 @@ func OpenImage(path string) (*Store, *Image, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	img, err := s.Image(name)
+	img, err := s.Image(ctx, name)
 	if err != nil {
 		s.Close()
 		return nil, nil, err

@@ -24,7 +24,7 @@ func StoreImage(ctx context.Context, p Podman, path, name string) (*Result, erro
 			return nil, fmt.Errorf("--name: %w", err)
 		}
 	}
-	st, img, err := layerstore.OpenImage(path)
+	st, img, err := layerstore.OpenImage(ctx, path)
 	if err != nil {
 		return nil, err
 	}
